@@ -1,0 +1,138 @@
+"""The render store: what onnxruntime computed, per (perturbation, epoch) unit. Imports no torch.
+
+```
+RUN/render/
+  manifest.json               schema version, classes, dataset fingerprint, the validation index
+  <perturbation>/epoch_NNN.npz one unit: N validation images, in manifest order
+```
+
+A unit is one ``.npz`` written atomically, so it is either complete or absent. It holds
+
+| array       | dtype   | shape        | meaning                                         |
+| ----------- | ------- | ------------ | ----------------------------------------------- |
+| `probs`     | float16 | (N, C)       | softmax of the logits                           |
+| `top5`      | int16   | (N, 5)       | class indices, most probable first              |
+| `top5_prob` | float32 | (N, 5)       | their probabilities (from float32, before cast) |
+| `map_true`  | float16 | (N, S, S)    | the true class's map (raw, before any norm)     |
+| `map_pred`  | float16 | (N, S, S)    | the top-1 class's map                           |
+| `meta`      | str     | ()           | JSON: epoch, perturbation, params, onnx sha256  |
+
+Units are independent files, so shards of one render can write into one store at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edvis import atomic
+
+SCHEMA_VERSION = 1
+ARRAYS = ("probs", "top5", "top5_prob", "map_true", "map_pred")
+
+
+class StoreError(Exception):
+    """The store is missing, unreadable or of another schema; names the path."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    perturbation: str
+    epoch: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.perturbation}/epoch_{self.epoch:03d}"
+
+
+class RenderStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._manifest: dict[str, Any] | None = None
+
+    # -- manifest -----------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def init(self, manifest: dict[str, Any]) -> None:
+        """Create the store, or check that an existing one describes the same dataset."""
+        manifest = {"schema": SCHEMA_VERSION, **manifest}
+        if self.manifest_path.exists():
+            old = self.manifest()
+            if old["dataset"]["fingerprint"] != manifest["dataset"]["fingerprint"]:
+                raise StoreError(
+                    f"{self.manifest_path} was rendered from another dataset "
+                    f"(fingerprint {old['dataset']['fingerprint'][:12]}, now "
+                    f"{manifest['dataset']['fingerprint'][:12]}); render into a new run folder"
+                )
+            if old == manifest:
+                return
+        atomic.write_json(self.manifest_path, manifest)
+        self._manifest = manifest
+
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            try:
+                m = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise StoreError(f"no render store at {self.root} (run `edvis render` first)") from None
+            except (OSError, ValueError) as e:
+                raise StoreError(f"cannot read {self.manifest_path}: {e}") from None
+            if m.get("schema") != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.manifest_path} has schema {m.get('schema')!r}; this edvis reads schema "
+                    f"{SCHEMA_VERSION}: render again into a new run folder"
+                )
+            self._manifest = m
+        return self._manifest
+
+    # -- units ----------------------------------------------------------------------------------
+    def path(self, unit: Unit) -> Path:
+        return self.root / f"{unit.key}.npz"
+
+    def units(self) -> list[Unit]:
+        out = []
+        for p in sorted(self.root.glob("*/epoch_*.npz")):
+            out.append(Unit(p.parent.name, int(p.stem.split("_")[1])))
+        return out
+
+    def epochs(self, perturbation: str = "clean") -> list[int]:
+        return sorted(u.epoch for u in self.units() if u.perturbation == perturbation)
+
+    def perturbations(self) -> list[str]:
+        return sorted({u.perturbation for u in self.units()})
+
+    def write(self, unit: Unit, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        missing = set(ARRAYS) - set(arrays)
+        if missing:
+            raise ValueError(f"unit {unit.key} lacks arrays {sorted(missing)}")
+        meta = {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}
+        with atomic.atomic_path(self.path(unit)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+
+    def meta(self, unit: Unit) -> dict[str, Any] | None:
+        """The unit's metadata, or None when the unit is absent."""
+        path = self.path(unit)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as z:
+                return json.loads(str(z["meta"]))
+        except Exception as e:  # a foreign or damaged file: say which
+            raise StoreError(f"cannot read render unit {path}: {e}") from None
+
+    def read(self, unit: Unit) -> dict[str, np.ndarray]:
+        path = self.path(unit)
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in ARRAYS}
+        except FileNotFoundError:
+            raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
+        except Exception as e:
+            raise StoreError(f"cannot read render unit {path}: {e}") from None
