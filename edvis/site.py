@@ -28,7 +28,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -55,7 +54,6 @@ TIMELINE_PX = 96  # canvas size of a timeline tile
 MAP_ALPHA = 0.5
 LEGEND_STOPS = 17
 #: Mode of every file written: readable by the web server that hosts the site.
-FILE_MODE = 0o644
 
 
 class SiteError(Exception):
@@ -501,11 +499,8 @@ def _building(path: Path) -> Iterator[None]:
 
 
 def _write(path: Path, content: str | bytes) -> None:
-    """Write ``content`` (text as UTF-8) atomically, with mode FILE_MODE."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    with atomic.atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-        os.chmod(tmp, FILE_MODE)
+    """Write ``content`` (text as UTF-8) atomically."""
+    atomic.write_bytes(path, content.encode("utf-8") if isinstance(content, str) else content)
 
 
 def _inside(out_dir: Path, relative: str) -> Path:
