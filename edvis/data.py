@@ -72,3 +72,29 @@ def augment(
         grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return x
+
+
+def cutmix(
+    x: Tensor, labels: Tensor, num_classes: int, generator: torch.Generator, prob: float
+) -> tuple[Tensor, Tensor]:
+    """CutMix (Yun et al., 2019): with probability ``prob``, paste a random box from a shuffled
+    copy of the batch and mix the one-hot targets by area. Returns (images, soft targets (B, C)).
+
+    Because the target splits by area, a class's evidence must sit where its pixels are: the
+    pressure that makes maps point at objects, which plain classification does not exert on a
+    2×2 bottleneck.
+    """
+    targets = F.one_hot(labels, num_classes).to(x.dtype)
+    if prob <= 0 or float(torch.rand(1, generator=generator)) >= prob:
+        return x, targets
+    b, _, h, w = x.shape
+    perm = torch.randperm(b, generator=generator).to(x.device)
+    lam = float(torch.rand(1, generator=generator))  # Beta(1, 1)
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = (int(v) for v in torch.randint(0, h, (2,), generator=generator))
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    kept = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, kept * targets + (1 - kept) * targets[perm]

@@ -6,6 +6,7 @@ RUN/
   metrics.jsonl            one JSON object per finished epoch
   checkpoints/epoch_001.pt one per epoch (plain dicts, see edvis.train)
   onnx/epoch_001.onnx      one per epoch (see edvis.export)
+  onnx/epoch_001.json      its sha256, source checkpoint and parity figures
   render/                  the render store (see edvis.store)
 ```
 """
@@ -56,6 +57,17 @@ class Run:
 
     def onnx(self, epoch: int) -> Path:
         return self.onnx_dir / f"epoch_{epoch:03d}.onnx"
+
+    def export_record(self, epoch: int) -> Path:
+        """JSON beside each ONNX file: its sha256, source checkpoint and parity figures."""
+        return self.onnx_dir / f"epoch_{epoch:03d}.json"
+
+    def read_export_record(self, epoch: int) -> dict[str, Any]:
+        path = self.export_record(epoch)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError) as e:
+            raise RunError(f"missing or damaged export record {path} (run `edvis export`): {e}") from None
 
     def checkpoint_epochs(self) -> list[int]:
         return _epochs_in(self.checkpoint_dir, "pt")

@@ -29,7 +29,7 @@ from PIL import Image
 
 from edvis import atomic
 
-SIZE = 64
+SIZE = 64  # default image side, as in Tiny ImageNet
 _SS = 4  # supersampling factor for anti-aliased edges
 
 Mask = Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # (u, v, radius) -> bool
@@ -110,28 +110,29 @@ _SHAPES: dict[str, Mask] = {
 }
 
 
-def _smooth_noise(rng: np.random.Generator, cells: int) -> np.ndarray:
-    """(SIZE, SIZE) values in [0, 1]: a coarse random grid, bilinearly upsampled."""
+def _smooth_noise(rng: np.random.Generator, cells: int, size: int) -> np.ndarray:
+    """(size, size) values in [0, 1]: a coarse random grid, bilinearly upsampled."""
     grid = rng.random((cells + 1, cells + 1))
-    t = np.linspace(0, cells, SIZE)
+    t = np.linspace(0, cells, size)
     i = np.minimum(t.astype(int), cells - 1)
     f = t - i
     rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]
     return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    """Muted, textured clutter (SIZE, SIZE, 3) float in [0, 255]."""
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Muted, textured clutter (size, size, 3) float in [0, 255]."""
     h, s, v = rng.random(), rng.uniform(0.05, 0.3), rng.uniform(0.35, 0.65)
     base = np.array(colorsys.hsv_to_rgb(h, s, v)) * 255
-    texture = (_smooth_noise(rng, int(rng.integers(3, 9))) - 0.5) * rng.uniform(30, 70)
+    texture = (_smooth_noise(rng, int(rng.integers(3, 9)), size) - 0.5) * rng.uniform(30, 70)
     img = base[None, None, :] + texture[:, :, None]
     # Distractor strokes: short, low-contrast lines in muted colours.
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    yy, xx = np.mgrid[0:size, 0:size]
+    unit = size / SIZE
     for _ in range(int(rng.integers(2, 6))):
-        x0, y0 = rng.uniform(0, SIZE, 2)
+        x0, y0 = rng.uniform(0, size, 2)
         ang = rng.uniform(0, math.pi)
-        length = rng.uniform(8, 24)
+        length = rng.uniform(8, 24) * unit
         dx, dy = math.cos(ang), math.sin(ang)
         along = (xx - x0) * dx + (yy - y0) * dy
         across = -(xx - x0) * dy + (yy - y0) * dx
@@ -150,21 +151,23 @@ def _object_colour(spec: ClassSpec, rng: np.random.Generator, bg_mean: float) ->
     return np.full(3, level)
 
 
-def draw(spec: ClassSpec, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One scene: uint8 (SIZE, SIZE, 3) and the object's box (x0, y0, x1, y1), inclusive."""
-    img = _background(rng)
-    r = rng.uniform(9, 15)
+def draw(
+    spec: ClassSpec, rng: np.random.Generator, size: int = SIZE
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """One scene: uint8 (size, size, 3) and the object's box (x0, y0, x1, y1), inclusive."""
+    img = _background(rng, size)
+    r = rng.uniform(9, 15) * size / SIZE
     aspect = rng.uniform(0.6, 1.0) if spec.shape == "blob" else 1.0
-    cx, cy = rng.uniform(r + 1, SIZE - 1 - r, 2)
+    cx, cy = rng.uniform(r + 1, size - 1 - r, 2)
     theta = math.radians(spec.rotation + rng.uniform(-spec.jitter, spec.jitter))
     # Supersampled pixel centres in object coordinates (u along the rotated x axis).
-    t = (np.arange(SIZE * _SS) + 0.5) / _SS
+    t = (np.arange(size * _SS) + 0.5) / _SS
     yy, xx = np.meshgrid(t, t, indexing="ij")
     dx, dy = xx - cx, yy - cy
     u = dx * math.cos(theta) + dy * math.sin(theta)
     v = (-dx * math.sin(theta) + dy * math.cos(theta)) / aspect
     fine = _SHAPES[spec.shape](u, v, r)
-    cover = fine.reshape(SIZE, _SS, SIZE, _SS).mean(axis=(1, 3))  # (SIZE, SIZE) in [0, 1]
+    cover = fine.reshape(size, _SS, size, _SS).mean(axis=(1, 3))  # (size, size) in [0, 1]
     colour = _object_colour(spec, rng, float(img.mean()))
     img = img * (1 - cover[:, :, None]) + colour[None, None, :] * cover[:, :, None]
     img += rng.normal(0, 5, img.shape)  # sensor noise
@@ -185,6 +188,7 @@ def write_dataset(
     seed: int = 0,
     train_per_class: int = 300,
     val_per_class: int = 50,
+    size: int = SIZE,
 ) -> Path:
     """Write the embedded dataset to ``out`` in the Tiny ImageNet layout; returns ``out``.
 
@@ -200,7 +204,7 @@ def write_dataset(
     for c, spec in enumerate(specs):
         lines = []
         for i in range(train_per_class):
-            img, box = draw(spec, np.random.default_rng([seed, 0, c, i]))
+            img, box = draw(spec, np.random.default_rng([seed, 0, c, i]), size)
             name = f"{spec.wnid}_{i}.JPEG"
             _write_if_changed(out / "train" / spec.wnid / "images" / name, _jpeg(img))
             lines.append(f"{name}\t{box[0]}\t{box[1]}\t{box[2]}\t{box[3]}\n")
@@ -211,7 +215,7 @@ def write_dataset(
     lines = []
     for k, j in enumerate(perm):
         c, i = order[j]
-        img, box = draw(specs[c], np.random.default_rng([seed, 1, c, i]))
+        img, box = draw(specs[c], np.random.default_rng([seed, 1, c, i]), size)
         name = f"val_{k}.JPEG"
         _write_if_changed(out / "val" / "images" / name, _jpeg(img))
         lines.append(f"{name}\t{specs[c].wnid}\t{box[0]}\t{box[1]}\t{box[2]}\t{box[3]}\n")

@@ -9,6 +9,7 @@ complete epoch.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edvis import atomic
-from edvis.data import InMemorySplit, augment, to_float
+from edvis.data import InMemorySplit, augment, cutmix, to_float
 from edvis.dataset import Dataset, open_dataset
 from edvis.model import ModelConfig, build_model
 from edvis.run import Run, RunError
@@ -44,6 +45,7 @@ class TrainConfig:
     eta_min: float = 0.0
     hflip: bool = True
     rotation: float = 0.0
+    cutmix: float = 0.0  # probability that a batch is CutMix-ed
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -55,6 +57,7 @@ class TrainConfig:
             "schedule": self.schedule in ("cosine", "constant"),
             "schedule_unit": self.schedule_unit in ("step", "epoch"),
             "rotation": 0 <= self.rotation <= 180,
+            "cutmix": 0 <= self.cutmix <= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -221,6 +224,7 @@ def train(
     ds = open_dataset(data_root)
     mc = ModelConfig(num_classes=ds.num_classes, **model_config)
     wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": dataset_record(ds)}
+    wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)
     if run.config_path.exists():
         _check_same(run.read_config(), wanted, run.config_path)
     atomic.write_json(run.config_path, wanted)
@@ -263,8 +267,9 @@ def train(
                 group["lr"] = lr
             x = augment(to_float(images.to(device), mc.mean, mc.std), gen, cfg.hflip, cfg.rotation)
             labels = labels.to(device)
+            x, targets = cutmix(x, labels, ds.num_classes, gen, cfg.cutmix)
             logits, _ = model(x)
-            loss = F.cross_entropy(logits, labels)
+            loss = F.cross_entropy(logits, targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,52 @@
+# edvis: `make site` trains on the embedded dataset and builds site/; `make test` runs the tests.
+# Both create .venv and install what they need on first use (a second run installs nothing).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+EMBEDDED := data/embedded
+DATA     ?= $(EMBEDDED)
+RUN      ?= runs/default
+OUT      ?= site
+EPOCHS   ?=
+CLASSES  ?= 10
+SEED     ?= 0
+
+EDVIS := $(BIN)/edvis
+
+.PHONY: install data train export render site test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade-strategy only-if-needed -c constraints.txt -e '.[train,dev]'
+	touch $(STAMP)
+
+# The embedded dataset is drawn once; wnids.txt is written last and marks it complete.
+$(EMBEDDED)/wnids.txt: | $(STAMP)
+	$(EDVIS) synth --out $(EMBEDDED) --classes $(CLASSES) --seed $(SEED)
+
+data: $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/wnids.txt) | $(STAMP)
+
+# Each stage resumes or skips what is done, so these always run and return quickly when idle.
+train: data
+	$(EDVIS) train --data $(DATA) --run $(RUN) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(TRAIN_FLAGS),$(TRAIN_FLAGS))
+
+export: train
+	$(EDVIS) export --run $(RUN)
+
+render: export
+	$(EDVIS) render --run $(RUN)
+
+# build.py does export → render → site for an existing run.
+site: train
+	$(BIN)/python build.py --run $(RUN) --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(RUN) $(OUT) $(EMBEDDED)

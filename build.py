@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Build the site for an existing run: export → render → site.
+
+    python build.py --run runs/default [--out site]
+
+Each stage skips what is already up to date, so rebuilding after more training redoes only
+the new epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edvis.cli import DEFAULT_RUN, _check_images, _log, run_guarded
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    p.add_argument("--out", type=Path, default=Path("site"), help="site output folder (default site)")
+    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="onnxruntime provider (default auto)")
+    a = p.parse_args()
+
+    def build() -> None:
+        from edvis.export import export_run
+        from edvis.render import render_run
+        from edvis.site import build_site
+
+        export_run(a.run, check_images=_check_images(a.run), log=_log)
+        render_run(a.run, provider=a.provider, log=_log)
+        _log(f"site: {build_site(a.run, a.out)}")
+
+    return run_guarded(build)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

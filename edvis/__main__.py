@@ -1,0 +1,5 @@
+import sys
+
+from edvis.cli import main
+
+sys.exit(main())

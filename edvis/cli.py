@@ -1,0 +1,175 @@
+"""Command line: ``edvis synth | train | export | render | site``.
+
+Thin argparse entry points; the only place that picks a device or an execution provider.
+Expected failures (bad paths, bad files, bad settings) print one line naming the culprit and
+exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+DEFAULT_RUN = "runs/default"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_synth(a: argparse.Namespace) -> None:
+    from edvis.synthetic import write_dataset
+
+    out = write_dataset(a.out, classes=a.classes, seed=a.seed, train_per_class=a.train_per_class,
+                        val_per_class=a.val_per_class)
+    _log(f"synth: {a.classes} classes × ({a.train_per_class} train + {a.val_per_class} val) images in {out}")
+
+
+def pick_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available to PyTorch")
+    return torch.device(name)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from edvis.train import resolve_config, train
+
+    cfg = resolve_config(
+        a.recipe, epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
+        weight_decay=a.weight_decay, seed=a.seed,
+    )
+    device = pick_device(a.device)
+    _log(f"train: device {device}")
+    train(a.run, a.data, {"variant": a.variant}, cfg, device)
+
+
+def _check_images(run_dir: Path, count: int = 16) -> Any:
+    """A few real validation images for the export parity check (None if unreadable)."""
+    from edvis.dataset import DatasetError, load_images, open_dataset
+    from edvis.run import Run
+
+    try:
+        ds = open_dataset(Run(run_dir).read_config()["dataset"]["root"])
+        return load_images([s.path for s in ds.val[:count]])
+    except DatasetError:
+        return None
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    from edvis.export import export_run
+
+    export_run(a.run, check_images=_check_images(Path(a.run)), log=_log)
+
+
+def cmd_render(a: argparse.Namespace) -> None:
+    from edvis.render import render_run
+
+    render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size, log=_log)
+
+
+def cmd_site(a: argparse.Namespace) -> None:
+    from edvis.site import build_site
+
+    index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed)
+    _log(f"site: {index}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edvis", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="write the embedded default dataset (Tiny ImageNet layout)",
+                       description="Draw the embedded default dataset into OUT in the Tiny ImageNet layout.")
+    s.add_argument("--out", required=True, type=Path, help="folder to write (created; existing identical files are kept)")
+    s.add_argument("--classes", type=int, default=10, help="number of classes, 1 to 12 (default 10)")
+    s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
+    s.add_argument("--train-per-class", type=int, default=300, help="training images per class (default 300)")
+    s.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
+    s.set_defaults(func=cmd_synth)
+
+    t = sub.add_parser("train", help="train, one checkpoint per epoch; rerun to resume",
+                       description="Train into RUN (one checkpoint per epoch and metrics.jsonl). "
+                       "Rerunning the same command resumes after the last complete epoch.")
+    t.add_argument("--data", required=True, type=Path, help="dataset folder: Tiny ImageNet layout or train/ + val/ ImageFolder trees")
+    t.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    t.add_argument("--recipe", default="demo", choices=["demo", "author"],
+                   help="settings to start from: demo (Adam, sized for the embedded dataset on a CPU) or "
+                   "author (the seed paper's code: SGD lr 1e-4, batch 100, 80 epochs, cosine) (default demo)")
+    t.add_argument("--variant", default="author", choices=["paper", "author"],
+                   help="decoder as the paper's text (BatchNorm, Dropout) or the author's code "
+                   "(InstanceNorm expand, Dropout2d) describes it (default author)")
+    t.add_argument("--epochs", type=int, help="number of epochs (overrides the recipe)")
+    t.add_argument("--batch-size", type=int, help="batch size (overrides the recipe)")
+    t.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser (overrides the recipe)")
+    t.add_argument("--lr", type=float, help="base learning rate (overrides the recipe)")
+    t.add_argument("--weight-decay", type=float, help="weight decay (overrides the recipe)")
+    t.add_argument("--seed", type=int, help="random seed for initialisation, batch order and augmentation (default 0)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto picks CUDA when PyTorch sees a GPU, else the CPU (default auto)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export every checkpoint to ONNX and check it against PyTorch",
+                       description="Export each epoch's checkpoint to RUN/onnx/epoch_NNN.onnx (input uint8 images "
+                       "(B,H,W,3); outputs logits, maps), run onnx.checker and an onnxruntime-vs-PyTorch parity "
+                       "check. Up-to-date files are skipped.")
+    e.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("render", help="run onnxruntime over the validation set for every exported epoch",
+                       description="Fill RUN/render with predictions and maps for every validation image and "
+                       "exported epoch; epochs already rendered from the same ONNX file are skipped.")
+    r.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    r.add_argument("--data", type=Path, help="dataset folder, if it moved since training (default: the one in RUN/config.json)")
+    r.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
+    r.add_argument("--batch-size", type=int, default=128, help="images per inference batch (default 128)")
+    r.set_defaults(func=cmd_render)
+
+    w = sub.add_parser("site", help="build the static site from a rendered run",
+                       description="Build a static site (opens from file://) from RUN's metrics and render store.")
+    w.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    w.add_argument("--out", type=Path, default=Path("site"), help="output folder (default site)")
+    w.add_argument("--timeline-images", type=int, default=3, help="images per class shown at every epoch (default 3)")
+    w.add_argument("--seed", type=int, default=0, help="seed that picks the timeline images (default 0)")
+    w.set_defaults(func=cmd_site)
+    return p
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    from edvis.dataset import DatasetError
+    from edvis.run import RunError
+    from edvis.store import StoreError
+
+    errors: list[type[BaseException]] = [DatasetError, RunError, StoreError, ValueError, FileNotFoundError]
+    for module, name in (("edvis.site", "SiteError"), ("edvis.export", "ParityError")):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            errors.append(getattr(mod, name))
+    return tuple(errors)
+
+
+def run_guarded(func: Callable[[], None]) -> int:
+    try:
+        func()
+    except KeyboardInterrupt:
+        _log("edvis: interrupted; rerun the same command to resume")
+        return 130
+    except expected_errors() as e:
+        _log(f"edvis: error: {e}")
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_guarded(lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Checkpoint → ONNX, checked by ``onnx.checker`` and against PyTorch with onnxruntime.
+
+The graph takes what an image file holds, ``images``: uint8 (B, H, W, 3) RGB, and returns
+``logits`` (B, C) and ``maps`` (B, C, S, S); normalisation is inside the graph, so the renderer
+needs neither torch nor the training statistics. The batch axis is dynamic.
+
+Parity: on a seeded random batch and on real validation images, every output value must satisfy
+``|ort - torch| <= ATOL + RTOL * |torch|`` (float32 on the CPU; the two runtimes order sums
+differently, so bit equality is not expected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from edvis import atomic
+from edvis.model import Uint8Input, build_model
+from edvis.run import Run, RunError
+from edvis.train import load_checkpoint
+
+OPSET = 17
+ATOL = 1e-4
+RTOL = 1e-3
+
+
+class ParityError(Exception):
+    """onnxruntime's outputs differ from PyTorch's beyond the stated tolerance."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def is_up_to_date(run: Run, epoch: int) -> bool:
+    """True when the epoch's ONNX was exported from the checkpoint now on disk."""
+    try:
+        info = json.loads(run.export_record(epoch).read_text())
+        return info["checkpoint"] == _stamp(run.checkpoint(epoch)) and run.onnx(epoch).stat().st_size == info["size"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+
+
+def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None) -> dict[str, Any]:
+    """Export one checkpoint, check it, and record the result beside the ONNX file."""
+    ckpt_path = run.checkpoint(epoch)
+    stamp = _stamp(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path)
+    mc = ckpt["model_config"]
+    model = build_model(mc)
+    model.load_state_dict(ckpt["model"])
+    wrapped = Uint8Input(model, mc["mean"], mc["std"]).eval()
+    size = mc["image_size"]
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    out = run.onnx(epoch)
+    with atomic.atomic_path(out) as tmp, warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated in favour of dynamo=True, which takes
+        # ~5 s a checkpoint here against ~1 s; a run has one ONNX file per epoch.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+            input_names=["images"], output_names=["logits", "maps"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "maps": {0: "batch"}},
+        )
+        onnx.checker.check_model(str(tmp), full_check=True)
+        parity = check_parity(wrapped, tmp, size, check_images)
+    info = {
+        "epoch": epoch,
+        "checkpoint": stamp,
+        "sha256": sha256_file(out),
+        "size": out.stat().st_size,
+        "opset": OPSET,
+        "model_config": mc,
+        "parity": parity,
+    }
+    atomic.write_json(run.export_record(epoch), info)
+    return info
+
+
+def check_parity(
+    wrapped: torch.nn.Module, onnx_path: Path, size: int, real: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Compare onnxruntime with PyTorch on random and real images; raise ParityError beyond tolerance."""
+    rng = np.random.default_rng(0)
+    batches = {"random": rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8)}
+    if real is not None and len(real):
+        batches["real"] = real
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    report: dict[str, Any] = {"atol": ATOL, "rtol": RTOL}
+    for name, images in batches.items():
+        got = session.run(["logits", "maps"], {"images": images})
+        with torch.no_grad():
+            want = [t.numpy() for t in wrapped(torch.from_numpy(images))]
+        for output, g, w in zip(("logits", "maps"), got, want):
+            err = np.abs(g - w)
+            worst = float((err - RTOL * np.abs(w)).max())
+            report[f"{name}_{output}_max_abs"] = float(err.max())
+            if worst > ATOL:
+                raise ParityError(
+                    f"{onnx_path}: onnxruntime and PyTorch differ on {name} images, output {output!r}: "
+                    f"max |diff| {err.max():.3g} exceeds {ATOL} + {RTOL}·|value|"
+                )
+    return report
+
+
+def export_run(
+    run_dir: str | Path,
+    check_images: np.ndarray | None = None,
+    log: Callable[[str], None] = print,
+) -> list[int]:
+    """Export every checkpoint whose ONNX is missing or stale; returns the epochs exported."""
+    run = Run(Path(run_dir))
+    epochs = run.checkpoint_epochs()
+    if not epochs:
+        raise RunError(f"no checkpoints in {run.checkpoint_dir} (run `edvis train` first)")
+    todo = [e for e in epochs if not is_up_to_date(run, e)]
+    if not todo:
+        log(f"export: all {len(epochs)} epochs up to date")
+    for k, e in enumerate(todo, 1):
+        info = export_epoch(run, e, check_images)
+        p = info["parity"]
+        log(
+            f"export: epoch {e} ({k}/{len(todo)}) → {run.onnx(e).name}, parity max |diff| "
+            f"logits {max(v for key, v in p.items() if key.endswith('logits_max_abs')):.1e}, "
+            f"maps {max(v for key, v in p.items() if key.endswith('maps_max_abs')):.1e}"
+        )
+    return todo

@@ -1,0 +1,55 @@
+"""Bad input gets one clear line naming the path, and a non-zero exit, not a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from edvis.cli import build_parser
+
+
+def _edvis(*args):
+    return subprocess.run([sys.executable, "-m", "edvis", *args], capture_output=True, text=True)
+
+
+def test_every_verb_has_help_for_every_flag():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {"synth", "train", "export", "render", "site"}
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"edvis {name} {action.option_strings} has no help"
+
+
+def test_missing_dataset_folder(tmp_path):
+    missing = tmp_path / "nowhere"
+    r = _edvis("train", "--data", str(missing), "--run", str(tmp_path / "run"), "--device", "cpu")
+    assert r.returncode == 2
+    assert str(missing) in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("problem", ["not-an-image", "empty-class"])
+def test_bad_imagefolder(tmp_path, problem):
+    root = tmp_path / "ds"
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            Image.new("RGB", (64, 64), (10, 20, 30)).save(d / "a.png")
+    if problem == "not-an-image":
+        bad = root / "train" / "dog" / "b.jpg"
+        bad.write_text("this is text, not a JPEG")
+    else:
+        (root / "train" / "dog" / "a.png").unlink()
+        bad = root / "train" / "dog"
+    r = _edvis("train", "--data", str(root), "--run", str(tmp_path / "run"), "--device", "cpu", "--epochs", "1")
+    assert r.returncode == 2, r.stderr
+    assert str(bad) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_site_without_a_run(tmp_path):
+    r = _edvis("site", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert "missing" in r.stderr and "Traceback" not in r.stderr

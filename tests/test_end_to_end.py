@@ -1,0 +1,77 @@
+"""One tiny run through every stage: synth → train → export → render → site."""
+
+import html
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edvis.cli import main
+from edvis.run import Run
+from edvis.store import RenderStore, Unit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    data, run, out = tmp / "data", tmp / "run", tmp / "site"
+    assert main(["synth", "--out", str(data), "--classes", "3", "--train-per-class", "6", "--val-per-class", "3"]) == 0
+    assert main(["train", "--data", str(data), "--run", str(run), "--epochs", "2", "--batch-size", "6",
+                 "--device", "cpu"]) == 0
+    # build.py: export → render → site, as `make site` runs it.
+    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "--run", str(run), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return data, run, out, proc.stderr
+
+
+def test_every_stage_wrote_every_epoch(built):
+    _, run, out, log = built
+    r = Run(run)
+    assert r.checkpoint_epochs() == [1, 2] and r.onnx_epochs() == [1, 2]
+    assert RenderStore(r.render_dir).epochs("clean") == [1, 2]
+    assert "CUDA" not in log  # a CPU-only machine shows no CUDA noise
+    assert (out / "index.html").is_file()
+
+
+def test_onnxruntime_accuracy_equals_the_training_log(built):
+    # metrics.jsonl comes from PyTorch in training; the store from onnxruntime: they must agree.
+    _, run, _, _ = built
+    store = RenderStore(Run(run).render_dir)
+    labels = np.array(store.manifest()["val"]["labels"])
+    for row in Run(run).read_metrics():
+        top5 = store.read(Unit("clean", row["epoch"]))["top5"]
+        assert (top5[:, 0] == labels).mean() == pytest.approx(row["val_top1"], abs=1 / len(labels) + 1e-9)
+
+
+def test_pages_hold_class_names_and_logged_accuracies(built):
+    _, run, out, _ = built
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for name in ("disc", "red blob", "ring"):
+        assert html.escape(name) in index
+    for row in Run(run).read_metrics():
+        assert f"{100 * row['val_top1']:.2f}%" in index
+    pages = sorted((out / "classes").glob("*.html"))
+    assert len(pages) == 3
+    assert "red blob" in pages[1].read_text(encoding="utf-8")
+    # every relative link and source on every page resolves to a file in the site
+    for page in [out / "index.html", *pages]:
+        for ref in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text(encoding="utf-8")):
+            if not ref.startswith(("http:", "https:", "mailto:")):
+                assert (page.parent / html.unescape(ref)).resolve().is_file(), (page, ref)
+
+
+def test_rerun_is_a_no_op(built):
+    _, run, out, _ = built
+    proc = subprocess.run([sys.executable, str(REPO / "build.py"), "--run", str(run), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "export: all 2 epochs up to date" in proc.stderr
+    assert "render: all 2 epochs up to date" in proc.stderr
+    assert json.loads(Run(run).config_path.read_text())["train"]["epochs"] == 2

@@ -1,0 +1,88 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edvis.dataset import load_images, open_dataset
+from edvis.export import ParityError, check_parity, export_run, sha256_file
+from edvis.model import ModelConfig, Uint8Input, build_model
+from edvis.run import Run, RunError
+from edvis.train import CHECKPOINT_SCHEMA
+
+
+def _fake_run(root, num_classes=20, epochs=(1, 2), seed=0):
+    """A run folder holding checkpoints of randomly initialised (BN statistics perturbed) models."""
+    run = Run(root)
+    mc = ModelConfig(num_classes=num_classes, variant="paper")
+    for e in epochs:
+        torch.manual_seed(seed + e)
+        model = build_model(mc)
+        with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode is really exercised
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"schema": CHECKPOINT_SCHEMA, "epoch": e, "model_config": mc.to_dict(),
+                    "model": model.state_dict()}, run.checkpoint(e))
+    return run
+
+
+@pytest.fixture(scope="module")
+def real_images(tiny_subset_root):
+    ds = open_dataset(tiny_subset_root)
+    return load_images([s.path for s in ds.val[:16]])
+
+
+def test_export_names_axes_and_parity_on_random_and_real_images(tmp_path, real_images):
+    run = _fake_run(tmp_path)
+    assert export_run(tmp_path, check_images=real_images, log=lambda s: None) == [1, 2]
+    model = onnx.load(str(run.onnx(1)))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["images"]
+    assert [o.name for o in model.graph.output] == ["logits", "maps"]
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    info = run.read_export_record(1)
+    assert info["sha256"] == sha256_file(run.onnx(1))
+    assert info["parity"]["real_maps_max_abs"] <= 1e-3
+
+    # Independent check: onnxruntime on a batch of 5 real images vs the checkpoint in PyTorch.
+    session = ort.InferenceSession(str(run.onnx(2)), providers=["CPUExecutionProvider"])
+    logits, maps = session.run(None, {"images": real_images[:5]})
+    assert maps.shape == (5, 20, 8, 8)
+    ckpt = torch.load(run.checkpoint(2), weights_only=False)
+    m = build_model(ckpt["model_config"])
+    m.load_state_dict(ckpt["model"])
+    m.eval()
+    cfg = ModelConfig.from_dict(ckpt["model_config"])
+    x = (torch.from_numpy(real_images[:5]).permute(0, 3, 1, 2).float() / 255 - torch.tensor(cfg.mean).view(1, 3, 1, 1)) \
+        / torch.tensor(cfg.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        want_logits, want_maps = m(x)
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(maps, want_maps.numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_up_to_date_exports_are_skipped_and_stale_ones_redone(tmp_path):
+    run = _fake_run(tmp_path, num_classes=4)
+    export_run(tmp_path, log=lambda s: None)
+    assert export_run(tmp_path, log=lambda s: None) == []
+    _fake_run(tmp_path, num_classes=4, epochs=(2,), seed=10)  # epoch 2 retrained
+    assert export_run(tmp_path, log=lambda s: None) == [2]
+    assert run.onnx_epochs() == [1, 2]
+
+
+def test_parity_check_fails_for_a_different_model(tmp_path):
+    run = _fake_run(tmp_path, num_classes=4, epochs=(1,))
+    export_run(tmp_path, log=lambda s: None)
+    torch.manual_seed(123)
+    other = Uint8Input(build_model({"num_classes": 4, "variant": "paper"}), (0.5,) * 3, (0.25,) * 3).eval()
+    with pytest.raises(ParityError, match="differ"):
+        check_parity(other, run.onnx(1), 64)
+
+
+def test_no_checkpoints_is_a_clear_error(tmp_path):
+    with pytest.raises(RunError, match="no checkpoints"):
+        export_run(tmp_path, log=lambda s: None)
