@@ -27,7 +27,8 @@ def test_missing_dataset_folder(tmp_path):
     r = _edvis("train", "--data", str(missing), "--run", str(tmp_path / "run"), "--device", "cpu")
     assert r.returncode == 2
     assert str(missing) in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("edvis: error:")]
+    assert len(errors) == 1 and str(missing) in errors[0]
 
 
 @pytest.mark.parametrize("problem", ["not-an-image", "empty-class"])
