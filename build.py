@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edvis.cli import DEFAULT_RUN, _check_images, _log, run_guarded
+from edvis.cli import DEFAULT_PERTURBATIONS, DEFAULT_RUN, _check_images, _log, run_guarded
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
         from edvis.site import build_site
 
         export_run(a.run, check_images=_check_images(a.run), log=_log)
-        render_run(a.run, provider=a.provider, log=_log)
+        render_run(a.run, provider=a.provider, perturbations=DEFAULT_PERTURBATIONS, log=_log)
         _log(f"site: {build_site(a.run, a.out)}")
 
     return run_guarded(build)

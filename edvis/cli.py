@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 DEFAULT_RUN = "runs/default"
+DEFAULT_PERTURBATIONS = ["paper"]
 
 
 def _log(msg: str) -> None:
@@ -70,7 +71,8 @@ def cmd_export(a: argparse.Namespace) -> None:
 def cmd_render(a: argparse.Namespace) -> None:
     from edvis.render import render_run
 
-    render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size, log=_log)
+    render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size,
+               perturbations=a.perturbations, seed=a.seed, log=_log)
 
 
 def cmd_site(a: argparse.Namespace) -> None:
@@ -129,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
                    help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
     r.add_argument("--batch-size", type=int, default=128, help="images per inference batch (default 128)")
+    r.add_argument("--perturbations", nargs="*", default=DEFAULT_PERTURBATIONS, metavar="NAME",
+                   help="settings rendered besides the clean images: names from edvis.perturb (e.g. gray blur3 "
+                   "sp0.005 jpeg-3), 'paper' for the paper's seven, 'all' for every one (default: paper)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random perturbations (default 0)")
     r.set_defaults(func=cmd_render)
 
     w = sub.add_parser("site", help="build the static site from a rendered run",

@@ -12,11 +12,12 @@ import glob
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from edvis.dataset import open_dataset, load_images
+from edvis.dataset import load_images, open_dataset
+from edvis.perturb import PERTURBATIONS, apply, paper_set
 from edvis.run import Run, RunError
 from edvis.store import RenderStore, Unit
 
@@ -74,9 +75,16 @@ def render_run(
     data_root: str | Path | None = None,
     provider: str = "auto",
     batch_size: int = 128,
+    perturbations: Sequence[str] = (),
+    seed: int = 0,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> list[Unit]:
-    """Render every exported epoch not yet in the store; returns the units rendered."""
+    """Render every (perturbation, exported epoch) unit not yet in the store; returns those rendered.
+
+    The clean images are always rendered; ``perturbations`` adds settings (see
+    ``resolve_perturbations``). Random perturbations of image ``i`` are keyed by
+    ``seed * N + i``, so they do not depend on batching or order.
+    """
     import onnxruntime as ort
 
     run = Run(Path(run_dir))
@@ -107,36 +115,61 @@ def render_run(
             "map_size": mc["image_size"] // 8,
         }
     )
-    todo = []
+    names = resolve_perturbations(perturbations)
+    todo = []  # (unit, onnx sha256)
     for e in epochs:
         sha = run.read_export_record(e)["sha256"]
-        meta = store.meta(Unit("clean", e))
-        if meta is None or meta.get("onnx_sha256") != sha:
-            todo.append((e, sha))
+        for name in names:
+            meta = store.meta(Unit(name, e))
+            if meta is None or meta.get("onnx_sha256") != sha or meta.get("seed") != seed:
+                todo.append((Unit(name, e), sha))
     if not todo:
-        log(f"render: all {len(epochs)} epochs up to date")
+        log(f"render: all {len(epochs)} epochs × {len(names)} perturbation(s) up to date")
         return []
 
     providers = session_providers(provider)
-    log(f"render: {len(todo)} epoch(s) × {len(ds.val)} images on {providers[0].removesuffix('ExecutionProvider')}")
+    log(f"render: {len(todo)} unit(s) (epoch × perturbation) × {len(ds.val)} images on "
+        f"{providers[0].removesuffix('ExecutionProvider')}")
     t0 = time.monotonic()
-    images = load_images([s.path for s in ds.val], size=mc["image_size"])  # (N, H, W, 3) uint8
+    clean = load_images([s.path for s in ds.val], size=mc["image_size"])  # (N, H, W, 3) uint8
     labels = np.array([s.label for s in ds.val], dtype=np.int64)
-    log(f"render: decoded {len(images)} images in {time.monotonic() - t0:.1f}s")
+    keys = seed * len(clean) + np.arange(len(clean))  # one noise stream per (image, seed)
+    log(f"render: decoded {len(clean)} images in {time.monotonic() - t0:.1f}s")
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     done = []
-    for k, (epoch, sha) in enumerate(todo, 1):
-        t = time.monotonic()
-        session = ort.InferenceSession(str(run.onnx(epoch)), options, providers=providers)
-        outs = [session.run(["logits", "maps"], {"images": images[i : i + batch_size]})
-                for i in range(0, len(images), batch_size)]
-        logits = np.concatenate([o[0] for o in outs])
-        maps = np.concatenate([o[1] for o in outs])
-        unit = Unit("clean", epoch)
-        store.write(unit, summarise(logits, maps, labels), {"onnx_sha256": sha, "params": {}, "images": len(images)})
-        done.append(unit)
-        dt = time.monotonic() - t
-        log(f"render: epoch {epoch} ({k}/{len(todo)}) {len(images) / dt:.0f} img/s")
+    # Perturbation outer, epoch inner: one perturbed copy of the images in memory at a time.
+    for name in names:
+        units = [(u, h) for u, h in todo if u.perturbation == name]
+        if not units:
+            continue
+        images = apply(name, clean, keys)
+        for unit, sha in units:
+            t = time.monotonic()
+            session = ort.InferenceSession(str(run.onnx(unit.epoch)), options, providers=providers)
+            outs = [session.run(["logits", "maps"], {"images": images[i : i + batch_size]})
+                    for i in range(0, len(images), batch_size)]
+            logits = np.concatenate([o[0] for o in outs])
+            maps = np.concatenate([o[1] for o in outs])
+            meta = {"onnx_sha256": sha, "seed": seed, "images": len(images),
+                    "params": PERTURBATIONS[name].params}
+            store.write(unit, summarise(logits, maps, labels), meta)
+            done.append(unit)
+            log(f"render: {unit.key} ({len(done)}/{len(todo)}) {len(images) / (time.monotonic() - t):.0f} img/s")
     return done
+
+
+def resolve_perturbations(spec: Sequence[str]) -> list[str]:
+    """Setting names from ``--perturbations``: names from edvis.perturb, ``paper`` for the
+    paper's seven, ``all`` for every one; ``clean`` always comes first."""
+    names = ["clean"]
+    for item in spec:
+        expanded = {"paper": paper_set(), "all": list(PERTURBATIONS)}.get(item, [item])
+        for name in expanded:
+            if name not in PERTURBATIONS:
+                raise ValueError(f"--perturbations: unknown setting {name!r} (known: paper, all, "
+                                 f"{', '.join(PERTURBATIONS)})")
+            if name not in names:
+                names.append(name)
+    return names

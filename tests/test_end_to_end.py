@@ -35,7 +35,10 @@ def test_every_stage_wrote_every_epoch(built):
     _, run, out, log = built
     r = Run(run)
     assert r.checkpoint_epochs() == [1, 2] and r.onnx_epochs() == [1, 2]
-    assert RenderStore(r.render_dir).epochs("clean") == [1, 2]
+    store = RenderStore(r.render_dir)
+    assert store.perturbations() == sorted(["clean", "gray", "blur3", "blur5", "bgr", "brg", "sp0.0005", "sp0.005"])
+    for p in store.perturbations():
+        assert store.epochs(p) == [1, 2]
     assert "CUDA" not in log  # a CPU-only machine shows no CUDA noise
     assert (out / "index.html").is_file()
 
@@ -73,5 +76,37 @@ def test_rerun_is_a_no_op(built):
                           capture_output=True, text=True)
     assert proc.returncode == 0
     assert "export: all 2 epochs up to date" in proc.stderr
-    assert "render: all 2 epochs up to date" in proc.stderr
+    assert "render: all 2 epochs × 8 perturbation(s) up to date" in proc.stderr
     assert json.loads(Run(run).config_path.read_text())["train"]["epochs"] == 2
+
+
+def test_a_perturbed_unit_equals_direct_inference_on_perturbed_images(built):
+    import onnxruntime as ort
+
+    from edvis.dataset import load_image
+    from edvis.perturb import PERTURBATIONS
+    from edvis.render import softmax
+
+    data, run, _, _ = built
+    store = RenderStore(Run(run).render_dir)
+    files = store.manifest()["val"]["files"]
+    n = len(files)
+    for name in ("gray", "sp0.005"):
+        images = np.stack([PERTURBATIONS[name](load_image(Path(data) / f), i) for i, f in enumerate(files)])
+        session = ort.InferenceSession(str(Run(run).onnx(2)), providers=["CPUExecutionProvider"])
+        logits, _ = session.run(None, {"images": images})
+        got = store.read(Unit(name, 2))["probs"].astype(np.float32)
+        np.testing.assert_allclose(got, softmax(logits), atol=2e-3)  # stored as float16
+    assert n == 9
+
+
+def test_adding_a_perturbation_renders_only_its_units(built, tmp_path):
+    _, run, _, _ = built
+    r = subprocess.run([sys.executable, "-m", "edvis", "render", "--run", str(run), "--perturbations", "paper",
+                        "jpeg-5"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "render: 2 unit(s)" in r.stderr
+    assert RenderStore(Run(run).render_dir).epochs("jpeg-5") == [1, 2]
+    bad = subprocess.run([sys.executable, "-m", "edvis", "render", "--run", str(run), "--perturbations", "fog"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "'fog'" in bad.stderr
