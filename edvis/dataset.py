@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -94,6 +95,16 @@ class Dataset:
                 rel = path[prefix:].replace(os.sep, "/")
                 h.update(f"\n{split}\t{json.dumps(rel)}\t{s.label}\t{s.box}\t{size}".encode())
         return h.hexdigest()
+
+    def record(self) -> dict[str, Any]:
+        """What a run and a render store keep about their dataset (JSON-ready)."""
+        return {
+            "root": str(self.root.resolve()),
+            "layout": self.layout,
+            "fingerprint": self.fingerprint(),
+            "wnids": list(self.wnids),
+            "names": list(self.names),
+        }
 
 
 def open_dataset(root: str | Path) -> Dataset:

@@ -90,7 +90,8 @@ def render_run(
     run = Run(Path(run_dir))
     config = run.read_config()
     ds = open_dataset(data_root or config["dataset"]["root"])
-    if ds.fingerprint() != config["dataset"]["fingerprint"]:
+    dataset = ds.record()
+    if dataset["fingerprint"] != config["dataset"]["fingerprint"]:
         raise RunError(
             f"the dataset at {ds.root} is not the one {run.root} was trained on "
             "(its file list or labels differ); pass --data with the training dataset"
@@ -102,10 +103,7 @@ def render_run(
     store = RenderStore(run.render_dir)
     store.init(
         {
-            "dataset": {
-                "root": str(ds.root.resolve()), "layout": ds.layout, "fingerprint": ds.fingerprint(),
-                "wnids": list(ds.wnids), "names": list(ds.names),
-            },
+            "dataset": dataset,
             "val": {
                 "files": [str(s.path.relative_to(ds.root)) for s in ds.val],
                 "labels": [s.label for s in ds.val],

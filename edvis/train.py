@@ -23,7 +23,7 @@ from torch import nn
 
 from edvis import atomic
 from edvis.data import InMemorySplit, augment, cutmix, to_float
-from edvis.dataset import Dataset, open_dataset
+from edvis.dataset import open_dataset
 from edvis.model import ModelConfig, build_model
 from edvis.run import Run, RunError
 
@@ -109,16 +109,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def dataset_record(ds: Dataset) -> dict[str, Any]:
-    return {
-        "root": str(ds.root.resolve()),
-        "layout": ds.layout,
-        "fingerprint": ds.fingerprint(),
-        "wnids": list(ds.wnids),
-        "names": list(ds.names),
-    }
 
 
 class Progress:
@@ -224,7 +214,7 @@ def train(
     progress = progress or Progress()
     ds = open_dataset(data_root)
     mc = ModelConfig(num_classes=ds.num_classes, **model_config)
-    wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": dataset_record(ds)}
+    wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record()}
     wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)
     if run.config_path.exists():
         _check_same(run.read_config(), wanted, run.config_path)
