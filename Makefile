@@ -16,7 +16,7 @@ SEED     ?= 0
 
 EDVIS := $(BIN)/edvis
 
-.PHONY: install data train export render site test clean
+.PHONY: install data train export render site test bench clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ site: train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Speed and memory targets: one run, one table of ratios (tests/bench/bench_*.py).
+bench: $(STAMP)
+	$(BIN)/python tests/bench/run.py
 
 clean:
 	rm -rf $(RUN) $(OUT) $(EMBEDDED)
