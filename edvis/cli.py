@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 DEFAULT_RUN = "runs/default"
 DEFAULT_PERTURBATIONS = ["paper"]
@@ -69,10 +70,13 @@ def cmd_export(a: argparse.Namespace) -> None:
 
 
 def cmd_render(a: argparse.Namespace) -> None:
-    from edvis.render import render_run
+    from edvis.render import merge_stores, parse_shard, render_run
 
+    if a.merge:
+        merge_stores(a.run, a.merge, log=_log)
+        return
     render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size,
-               perturbations=a.perturbations, seed=a.seed, log=_log)
+               perturbations=a.perturbations, seed=a.seed, shard=parse_shard(a.shard), log=_log)
 
 
 def cmd_site(a: argparse.Namespace) -> None:
@@ -98,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train, one checkpoint per epoch; rerun to resume",
                        description="Train into RUN (one checkpoint per epoch and metrics.jsonl). "
                        "Rerunning the same command resumes after the last complete epoch.")
-    t.add_argument("--data", required=True, type=Path, help="dataset folder: Tiny ImageNet layout or train/ + val/ ImageFolder trees")
+    t.add_argument("--data", required=True, type=Path,
+                   help="dataset folder: Tiny ImageNet layout or train/ + val/ ImageFolder trees")
     t.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
     t.add_argument("--recipe", default="demo", choices=["demo", "author"],
                    help="settings to start from: demo (Adam, sized for the embedded dataset on a CPU) or "
@@ -130,11 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", type=Path, help="dataset folder, if it moved since training (default: the one in RUN/config.json)")
     r.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
                    help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
-    r.add_argument("--batch-size", type=int, default=128, help="images per inference batch (default 128)")
+    r.add_argument("--batch-size", type=int, help="images per inference batch (default 128 on the CPU, 1024 on CUDA)")
     r.add_argument("--perturbations", nargs="*", default=DEFAULT_PERTURBATIONS, metavar="NAME",
                    help="settings rendered besides the clean images: names from edvis.perturb (e.g. gray blur3 "
                    "sp0.005 jpeg-3), 'paper' for the paper's seven, 'all' for every one (default: paper)")
     r.add_argument("--seed", type=int, default=0, help="seed of the random perturbations (default 0)")
+    r.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="render only shard I of N (0 ≤ I < N): every (epoch, setting) unit is dealt round-robin "
+                   "to N shards, which may run at once into one store, on other GPUs (set CUDA_VISIBLE_DEVICES) "
+                   "or on other machines (then combine with --merge) (default 0/1: everything)")
+    r.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                   help="instead of rendering, copy into RUN's store the units other shards rendered into "
+                   "copies of the run (each DIR a run folder or its render folder); checks they come from "
+                   "RUN's own ONNX files")
     r.set_defaults(func=cmd_render)
 
     w = sub.add_parser("site", help="build the static site from a rendered run",

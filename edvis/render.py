@@ -1,27 +1,48 @@
-"""Batched onnxruntime inference over the validation set, for every exported epoch.
+"""Batched onnxruntime inference over the validation set, for every exported epoch × setting.
 
 For each (perturbation, epoch) unit the store gets every validation image's probabilities,
 top-5, and the maps of its true and its top-1 class (see edvis.store). A unit already rendered
-from the same ONNX file is skipped, so a rerun after one more epoch renders only that epoch.
-Imports no torch.
+from the same ONNX file and seed is skipped, so a rerun after one more epoch renders only that
+epoch, and a rerun after a kill renders only the units that were not yet written.
+
+The work is a pipeline of three stages that overlap: a preparation thread perturbs the images of
+the next group of settings, the main thread runs onnxruntime (which releases the GIL), and a
+writer thread summarises and stores the previous unit. Within a group one session per epoch
+serves every setting. Imports no torch.
 """
 
 from __future__ import annotations
 
 import glob
+import os
+import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from edvis import atomic
 from edvis.dataset import load_images, open_dataset
 from edvis.perturb import PERTURBATIONS, apply, paper_set
 from edvis.run import Run, RunError
-from edvis.store import RenderStore, Unit
+from edvis.store import RenderStore, StoreError, Unit
 
 PROVIDERS = ("auto", "cpu", "cuda")
+# Images per inference call: enough to keep the device busy, small enough for its memory.
+DEFAULT_BATCH = {"CPUExecutionProvider": 128, "CUDAExecutionProvider": 1024}
+# Bytes of perturbed images held per group of settings (two groups live at once: one being
+# inferred, the next being prepared).
+GROUP_BYTES = 512 << 20
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def gpu_present() -> bool:
@@ -47,6 +68,22 @@ def session_providers(provider: str = "auto") -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+def provider_line(session: Any, requested: str) -> str:
+    """One line saying what onnxruntime really runs on, e.g. for the log."""
+    import onnxruntime as ort
+
+    used = session.get_providers()[0]
+    if used == "CUDAExecutionProvider":
+        where = "CUDA (CUDAExecutionProvider)"
+    elif requested == "cpu":
+        where = "CPU (CPUExecutionProvider, as asked)"
+    elif gpu_present():
+        where = "CPU (CPUExecutionProvider: CUDA was asked for but not used)"
+    else:
+        where = "CPU (CPUExecutionProvider; no NVIDIA GPU on this machine)"
+    return f"render: onnxruntime {ort.__version__} on {where}, {os.cpu_count()} CPU cores"
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for large logits."""
     z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
@@ -70,92 +107,15 @@ def summarise(logits: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> dict[
     }
 
 
-def render_run(
-    run_dir: str | Path,
-    data_root: str | Path | None = None,
-    provider: str = "auto",
-    batch_size: int = 128,
-    perturbations: Sequence[str] = (),
-    seed: int = 0,
-    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
-) -> list[Unit]:
-    """Render every (perturbation, exported epoch) unit not yet in the store; returns those rendered.
-
-    The clean images are always rendered; ``perturbations`` adds settings (see
-    ``resolve_perturbations``). Random perturbations of image ``i`` are keyed by
-    ``seed * N + i``, so they do not depend on batching or order.
-    """
-    import onnxruntime as ort
-
-    run = Run(Path(run_dir))
-    config = run.read_config()
-    ds = open_dataset(data_root or config["dataset"]["root"])
-    dataset = ds.record()
-    if dataset["fingerprint"] != config["dataset"]["fingerprint"]:
-        raise RunError(
-            f"the dataset at {ds.root} is not the one {run.root} was trained on "
-            "(its file list or labels differ); pass --data with the training dataset"
-        )
-    epochs = run.onnx_epochs()
-    if not epochs:
-        raise RunError(f"no ONNX files in {run.onnx_dir} (run `edvis export` first)")
-    mc = config["model"]
-    store = RenderStore(run.render_dir)
-    store.init(
-        {
-            "dataset": dataset,
-            "val": {
-                "files": [str(s.path.relative_to(ds.root)) for s in ds.val],
-                "labels": [s.label for s in ds.val],
-                "boxes": [list(s.box) if s.box else None for s in ds.val],
-            },
-            "image_size": mc["image_size"],
-            "map_size": mc["image_size"] // 8,
-        }
-    )
-    names = resolve_perturbations(perturbations)
-    todo = []  # (unit, onnx sha256)
-    for e in epochs:
-        sha = run.read_export_record(e)["sha256"]
-        for name in names:
-            meta = store.meta(Unit(name, e))
-            if meta is None or meta.get("onnx_sha256") != sha or meta.get("seed") != seed:
-                todo.append((Unit(name, e), sha))
-    if not todo:
-        log(f"render: all {len(epochs)} epochs × {len(names)} perturbation(s) up to date")
-        return []
-
-    providers = session_providers(provider)
-    log(f"render: {len(todo)} unit(s) (epoch × perturbation) × {len(ds.val)} images on "
-        f"{providers[0].removesuffix('ExecutionProvider')}")
-    t0 = time.monotonic()
-    clean = load_images([s.path for s in ds.val], size=mc["image_size"])  # (N, H, W, 3) uint8
-    labels = np.array([s.label for s in ds.val], dtype=np.int64)
-    keys = seed * len(clean) + np.arange(len(clean))  # one noise stream per (image, seed)
-    log(f"render: decoded {len(clean)} images in {time.monotonic() - t0:.1f}s")
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    done = []
-    # Perturbation outer, epoch inner: one perturbed copy of the images in memory at a time.
-    for name in names:
-        units = [(u, h) for u, h in todo if u.perturbation == name]
-        if not units:
-            continue
-        images = apply(name, clean, keys)
-        for unit, sha in units:
-            t = time.monotonic()
-            session = ort.InferenceSession(str(run.onnx(unit.epoch)), options, providers=providers)
-            outs = [session.run(["logits", "maps"], {"images": images[i : i + batch_size]})
-                    for i in range(0, len(images), batch_size)]
-            logits = np.concatenate([o[0] for o in outs])
-            maps = np.concatenate([o[1] for o in outs])
-            meta = {"onnx_sha256": sha, "seed": seed, "images": len(images),
-                    "params": PERTURBATIONS[name].params}
-            store.write(unit, summarise(logits, maps, labels), meta)
-            done.append(unit)
-            log(f"render: {unit.key} ({len(done)}/{len(todo)}) {len(images) / (time.monotonic() - t):.0f} img/s")
-    return done
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n) with 0 ≤ i < n."""
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard i/n needs 0 ≤ i < n, got {spec!r}")
+    return i, n
 
 
 def resolve_perturbations(spec: Sequence[str]) -> list[str]:
@@ -171,3 +131,185 @@ def resolve_perturbations(spec: Sequence[str]) -> list[str]:
             if name not in names:
                 names.append(name)
     return names
+
+
+def plan_units(epochs: Sequence[int], names: Sequence[str], shard: tuple[int, int] = (0, 1)) -> list[Unit]:
+    """This shard's units: every (epoch, setting), epoch-major, dealt round-robin over shards."""
+    i, n = shard
+    return [Unit(name, e) for e in epochs for name in names][i::n]
+
+
+def group_settings(names: Sequence[str], bytes_each: int, budget: int = GROUP_BYTES) -> list[list[str]]:
+    """Split settings into consecutive groups whose perturbed images fit in ``budget`` bytes."""
+    per_group = max(1, budget // max(1, bytes_each))
+    return [list(names[i : i + per_group]) for i in range(0, len(names), per_group)]
+
+
+def render_run(
+    run_dir: str | Path,
+    data_root: str | Path | None = None,
+    provider: str = "auto",
+    batch_size: int | None = None,
+    perturbations: Sequence[str] = (),
+    seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    log: Log = _stderr,
+) -> list[Unit]:
+    """Render every (perturbation, exported epoch) unit of this shard not yet in the store.
+
+    Returns the units rendered. The clean images are always rendered; ``perturbations`` adds
+    settings (see ``resolve_perturbations``). Random perturbations of image ``i`` are keyed by
+    ``seed * N + i``, so they depend neither on batching, order nor shard. Shards ``i/n`` of one
+    render may run at once into one store (each unit is its own file, written atomically), or
+    into copies of the run that ``merge_stores`` combines afterwards.
+    """
+    import onnxruntime as ort
+
+    run = Run(Path(run_dir))
+    config = run.read_config()
+    ds = open_dataset(data_root or config["dataset"]["root"])
+    dataset = ds.record()
+    if dataset["fingerprint"] != config["dataset"]["fingerprint"]:
+        raise RunError(
+            f"the dataset at {ds.root} is not the one {run.root} was trained on "
+            "(its file list or labels differ); pass --data with the training dataset"
+        )
+    epochs = run.onnx_epochs()
+    if not epochs:
+        raise RunError(f"no ONNX files in {run.onnx_dir} (run `edvis export` first)")
+    names = resolve_perturbations(perturbations)
+    shas = {e: run.read_export_record(e)["sha256"] for e in epochs}
+    store = RenderStore(run.render_dir)
+    mine = plan_units(epochs, names, shard)
+    todo = [u for u in mine if not _up_to_date(store.meta(u), shas[u.epoch], seed)]
+    part = "" if shard == (0, 1) else f" (shard {shard[0]}/{shard[1]}: {len(mine)} units)"
+    if not todo:
+        log(f"render: all {len(epochs)} epochs × {len(names)} setting(s) up to date{part}")
+        return []
+
+    providers = session_providers(provider)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: no provider chatter on a CPU-only machine
+
+    def session(epoch: int) -> Any:
+        return ort.InferenceSession(str(run.onnx(epoch)), options, providers=providers)
+
+    first = session(todo[0].epoch)
+    log(provider_line(first, provider))
+    batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
+    maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
+    image_size = config["model"]["image_size"]
+    store.init(
+        {
+            "dataset": dataset,
+            "val": {
+                "files": [str(s.path.relative_to(ds.root)) for s in ds.val],
+                "labels": [s.label for s in ds.val],
+                "boxes": [list(s.box) if s.box else None for s in ds.val],
+            },
+            "image_size": image_size,
+            "map_size": int(maps_shape[-1]),
+        }
+    )
+
+    t0 = time.monotonic()
+    clean = load_images([s.path for s in ds.val], size=image_size, workers=os.cpu_count() or 1)
+    labels = np.array([s.label for s in ds.val], dtype=np.int64)
+    keys = seed * len(clean) + np.arange(len(clean))  # one noise stream per (image, seed)
+    log(f"render: {len(todo)} unit(s) (epoch × setting){part} × {len(clean)} images, batch {batch}; "
+        f"decoded in {time.monotonic() - t0:.1f}s")
+
+    wanted = {u.perturbation for u in todo}
+    groups = group_settings([n for n in names if n in wanted], clean.nbytes)
+    todo_set = set(todo)
+    spare = {todo[0].epoch: first}  # the session already opened, used once
+    done: list[Unit] = []
+    start = time.monotonic()
+
+    def prepare(group: list[str]) -> dict[str, np.ndarray]:
+        return {name: clean if name == "clean" else apply(name, clean, keys) for name in group}
+
+    def write(unit: Unit, logits: np.ndarray, maps: np.ndarray) -> None:
+        meta = {"onnx_sha256": shas[unit.epoch], "seed": seed, "images": len(clean),
+                "params": PERTURBATIONS[unit.perturbation].params}
+        store.write(unit, summarise(logits, maps, labels), meta)
+
+    with ThreadPoolExecutor(1, "edvis-prepare") as prep, ThreadPoolExecutor(1, "edvis-write") as writer:
+        pending: list[Future] = []
+        upcoming = prep.submit(prepare, groups[0])
+        for g, group in enumerate(groups):
+            images = upcoming.result()
+            if g + 1 < len(groups):
+                upcoming = prep.submit(prepare, groups[g + 1])
+            for epoch in sorted({u.epoch for u in todo if u.perturbation in group}):
+                sess = spare.pop(epoch, None) or session(epoch)
+                for name in group:
+                    unit = Unit(name, epoch)
+                    if unit not in todo_set:
+                        continue
+                    logits, maps = _infer(sess, images[name], batch)
+                    pending.append(writer.submit(write, unit, logits, maps))
+                    done.append(unit)
+                    rate = len(done) * len(clean) / (time.monotonic() - start)
+                    left = (len(todo) - len(done)) * len(clean) / rate
+                    log(f"render: {unit.key} ({len(done)}/{len(todo)}) {rate:.0f} img/s, "
+                        f"{left:.0f}s left")
+                # Surface a failed write early rather than after hours of rendering.
+                for f in [f for f in pending if f.done()]:
+                    f.result()
+                    pending.remove(f)
+        for f in pending:
+            f.result()
+    return done
+
+
+def _up_to_date(meta: dict[str, Any] | None, sha: str, seed: int) -> bool:
+    return meta is not None and meta.get("onnx_sha256") == sha and meta.get("seed") == seed
+
+
+def _infer(session: Any, images: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``images`` (N, H, W, 3) uint8 through ``session`` in batches → logits, maps."""
+    logits, maps = None, None
+    for i in range(0, len(images), batch):
+        lo, mp = session.run(["logits", "maps"], {"images": images[i : i + batch]})
+        if logits is None:  # preallocate once the output shapes are known
+            logits = np.empty((len(images), *lo.shape[1:]), lo.dtype)
+            maps = np.empty((len(images), *mp.shape[1:]), mp.dtype)
+        logits[i : i + len(lo)], maps[i : i + len(mp)] = lo, mp
+    return logits, maps
+
+
+def merge_stores(run_dir: str | Path, sources: Sequence[str | Path], log: Log = _stderr) -> list[Unit]:
+    """Copy into RUN's store the units that shards rendered into other copies of the run.
+
+    Each source is a run folder or its ``render`` folder. A unit is taken only when it was
+    rendered from the very ONNX file RUN holds for its epoch (same sha256) over the same
+    validation set; units RUN already has up to date are kept. Returns the units copied.
+    """
+    run = Run(Path(run_dir))
+    dest = RenderStore(run.render_dir)
+    shas = {e: run.read_export_record(e)["sha256"] for e in run.onnx_epochs()}
+    copied: list[Unit] = []
+    for src in sources:
+        src = Path(src)
+        store = RenderStore(src / "render" if (src / "render" / "manifest.json").exists() else src)
+        manifest = store.manifest()
+        if dest.manifest_path.exists():
+            mine = dest.manifest()
+            if (manifest["dataset"]["fingerprint"], manifest["val"]) != (mine["dataset"]["fingerprint"], mine["val"]):
+                raise StoreError(f"{store.manifest_path} describes another validation set than {dest.manifest_path}")
+        else:
+            dest.init({k: v for k, v in manifest.items() if k != "schema"})
+        for unit in store.units():
+            meta = store.meta(unit)
+            if meta.get("onnx_sha256") != shas.get(unit.epoch):
+                raise StoreError(f"{store.path(unit)} was rendered from another ONNX file than "
+                                 f"{run.onnx(unit.epoch)}; export and render again")
+            have = dest.meta(unit)
+            if have is not None and have.get("onnx_sha256") == meta["onnx_sha256"] and have.get("seed") == meta.get("seed"):
+                continue
+            with atomic.atomic_path(dest.path(unit)) as tmp:
+                shutil.copyfile(store.path(unit), tmp)
+            copied.append(unit)
+        log(f"render: merged {src}: {len(copied)} unit(s) copied so far")
+    return copied

@@ -76,7 +76,7 @@ def test_rerun_is_a_no_op(built):
                           capture_output=True, text=True)
     assert proc.returncode == 0
     assert "export: all 2 epochs up to date" in proc.stderr
-    assert "render: all 2 epochs × 8 perturbation(s) up to date" in proc.stderr
+    assert "render: all 2 epochs × 8 setting(s) up to date" in proc.stderr
     assert json.loads(Run(run).config_path.read_text())["train"]["epochs"] == 2
 
 
