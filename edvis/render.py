@@ -37,6 +37,8 @@ DEFAULT_BATCH = {"CPUExecutionProvider": 128, "CUDAExecutionProvider": 1024}
 # Bytes of perturbed images held per group of settings (two groups live at once: one being
 # inferred, the next being prepared).
 GROUP_BYTES = 512 << 20
+# Version of what a unit holds; units of another version are rendered again.
+UNIT_FORMAT = 2  # 2: clean units keep the top-5 maps
 
 Log = Callable[[str], None]
 
@@ -91,20 +93,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def summarise(logits: np.ndarray, maps: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """One unit's arrays from raw outputs: logits (N, C), maps (N, C, S, S), labels (N,)."""
+def summarise(
+    logits: np.ndarray, maps: np.ndarray, labels: np.ndarray, top5_maps: bool = False
+) -> dict[str, np.ndarray]:
+    """One unit's arrays from raw outputs: logits (N, C), maps (N, C, S, S), labels (N,).
+
+    With ``top5_maps`` the unit also keeps the maps of the five most probable classes.
+    """
     probs = softmax(logits)
     k = min(5, probs.shape[1])
     # Stable sort on -probs: ties keep the lower class index first.
     top5 = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     rows = np.arange(len(labels))
-    return {
+    out = {
         "probs": probs.astype(np.float16),
         "top5": top5.astype(np.int16),
         "top5_prob": np.take_along_axis(probs, top5, axis=1).astype(np.float32),
         "map_true": maps[rows, labels].astype(np.float16),
         "map_pred": maps[rows, top5[:, 0]].astype(np.float16),
     }
+    if top5_maps:
+        out["map_top5"] = maps[rows[:, None], top5].astype(np.float16)  # (N, 5, S, S)
+    return out
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -230,9 +240,10 @@ def render_run(
         return {name: clean if name == "clean" else apply(name, clean, keys) for name in group}
 
     def write(unit: Unit, logits: np.ndarray, maps: np.ndarray) -> None:
-        meta = {"onnx_sha256": shas[unit.epoch], "seed": seed, "images": len(clean),
+        meta = {"format": UNIT_FORMAT, "onnx_sha256": shas[unit.epoch], "seed": seed, "images": len(clean),
                 "params": PERTURBATIONS[unit.perturbation].params}
-        store.write(unit, summarise(logits, maps, labels), meta)
+        arrays = summarise(logits, maps, labels, top5_maps=unit.perturbation == "clean")
+        store.write(unit, arrays, meta)
 
     with ThreadPoolExecutor(1, "edvis-prepare") as prep, ThreadPoolExecutor(1, "edvis-write") as writer:
         pending: list[Future] = []
@@ -264,7 +275,8 @@ def render_run(
 
 
 def _up_to_date(meta: dict[str, Any] | None, sha: str, seed: int) -> bool:
-    return meta is not None and meta.get("onnx_sha256") == sha and meta.get("seed") == seed
+    return (meta is not None and meta.get("format") == UNIT_FORMAT and meta.get("onnx_sha256") == sha
+            and meta.get("seed") == seed)
 
 
 def _infer(session: Any, images: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ A unit is one ``.npz`` written atomically, so it is either complete or absent. I
 | `top5_prob` | float32 | (N, 5)       | their probabilities (from float32, before cast) |
 | `map_true`  | float16 | (N, S, S)    | the true class's map (raw, before any norm)     |
 | `map_pred`  | float16 | (N, S, S)    | the top-1 class's map                           |
+| `map_top5`  | float16 | (N, 5, S, S) | the maps of the top-5 classes (clean units only)|
 | `meta`      | str     | ()           | JSON: epoch, perturbation, params, onnx sha256  |
 
 Units are independent files, so shards of one render can write into one store at once.
@@ -33,6 +34,7 @@ from edvis import atomic
 
 SCHEMA_VERSION = 1
 ARRAYS = ("probs", "top5", "top5_prob", "map_true", "map_pred")
+OPTIONAL = ("map_top5",)  # in clean units only: the galleries show the top-5 maps
 
 
 class StoreError(Exception):
@@ -131,7 +133,7 @@ class RenderStore:
         path = self.path(unit)
         try:
             with np.load(path) as z:
-                return {k: z[k] for k in ARRAYS}
+                return {k: z[k] for k in ARRAYS + OPTIONAL if k in z.files}
         except FileNotFoundError:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
         except Exception as e:

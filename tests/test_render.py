@@ -36,13 +36,16 @@ def test_summarise_picks_true_and_top1_maps():
     maps = np.broadcast_to((10.0 + np.arange(c))[None, :, None, None], (n, c, 8, 8)).astype(np.float32)
     logits = np.array([[0, 0, 3, 1, 2, 0.5], [5, 0, 0, 0, 0, 0]], dtype=np.float32)
     labels = np.array([4, 0])
-    out = summarise(logits, maps, labels)
+    out = summarise(logits, maps, labels, top5_maps=True)
     assert out["top5"].tolist() == [[2, 4, 3, 5, 0], [0, 1, 2, 3, 4]]  # ties: lower index first
     assert out["top5"].dtype == np.int16 and out["probs"].dtype == np.float16
     e = np.exp([0, 0, 3, 1, 2, 0.5])
     np.testing.assert_allclose(out["top5_prob"][0], (e / e.sum())[[2, 4, 3, 5, 0]], rtol=1e-6)
     assert (out["map_true"][0] == 14).all() and (out["map_pred"][0] == 12).all()
     assert (out["map_true"][1] == 10).all() and (out["map_pred"][1] == 10).all()
+    assert out["map_top5"].shape == (2, 5, 8, 8)
+    assert out["map_top5"][0, :, 0, 0].tolist() == [12, 14, 13, 15, 10]  # classes 2, 4, 3, 5, 0
+    assert "map_top5" not in summarise(logits, maps, labels)
 
 
 def test_cpu_provider_without_a_gpu(monkeypatch):
@@ -126,6 +129,7 @@ def test_reference_store_holds_every_image_and_unit(exported):
     assert len(m["val"]["files"]) == 60 and m["map_size"] == 8
     unit = store.read(Unit("gray", 2))
     assert unit["probs"].shape == (60, 3) and unit["map_true"].shape == (60, 8, 8)
+    assert "map_top5" not in unit and store.read(Unit("clean", 2))["map_top5"].shape == (60, 3, 8, 8)
     np.testing.assert_allclose(unit["probs"].astype(np.float32).sum(axis=1), 1.0, atol=3e-3)
 
 
