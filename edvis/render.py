@@ -190,6 +190,8 @@ def render_run(
     names = resolve_perturbations(perturbations)
     shas = {e: run.read_export_record(e)["sha256"] for e in epochs}
     store = RenderStore(run.render_dir)
+    if store.root.is_dir():  # temporary files of killed renders (an hour old: shards may be at work)
+        atomic.sweep_temps(store.root, older_than=3600)
     mine = plan_units(epochs, names, shard)
     todo = [u for u in mine if not _up_to_date(store.meta(u), shas[u.epoch], seed)]
     part = "" if shard == (0, 1) else f" (shard {shard[0]}/{shard[1]}: {len(mine)} units)"

@@ -212,6 +212,8 @@ def build_site(run_dir: Path, out_dir: Path, timeline_images: int = 3, seed: int
     ``out_dir`` that this build does not write are left alone.
     """
     site = collect(Path(run_dir), timeline_images=timeline_images, seed=seed)
+    if Path(out_dir).is_dir():
+        atomic.sweep_temps(out_dir)  # what a killed build left behind
     return render(site, Path(out_dir))
 
 
