@@ -145,7 +145,10 @@ def render_run(
         images = apply(name, clean, keys)
         for unit, sha in units:
             t = time.monotonic()
-            session = ort.InferenceSession(str(run.onnx(unit.epoch)), options, providers=providers)
+            try:
+                session = ort.InferenceSession(str(run.onnx(unit.epoch)), options, providers=providers)
+            except Exception as e:  # noqa: BLE001 (onnxruntime errors share no base class but Exception)
+                raise RunError(f"cannot load {run.onnx(unit.epoch)} (run `edvis export` again): {e}") from None
             outs = [session.run(["logits", "maps"], {"images": images[i : i + batch_size]})
                     for i in range(0, len(images), batch_size)]
             logits = np.concatenate([o[0] for o in outs])
