@@ -24,7 +24,7 @@ import torch
 
 from edvis import atomic
 from edvis.model import Uint8Input, build_model
-from edvis.run import Run, RunError
+from edvis.run import Run, RunError, check_model_config
 from edvis.train import load_checkpoint
 
 OPSET = 17
@@ -64,8 +64,13 @@ def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None) -
     stamp = _stamp(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     mc = ckpt["model_config"]
+    if run.config_path.exists():
+        check_model_config(mc, run.read_config()["model"], ckpt_path, f"the run {run.root}")
     model = build_model(mc)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise RunError(f"{ckpt_path}: its weights do not fit its own model_config: {str(e)[:300]}") from None
     wrapped = Uint8Input(model, mc["mean"], mc["std"]).eval()
     size = mc["image_size"]
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)

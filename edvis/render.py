@@ -204,7 +204,10 @@ def render_run(
     options.log_severity_level = 3  # errors only: no provider chatter on a CPU-only machine
 
     def session(epoch: int) -> Any:
-        return ort.InferenceSession(str(run.onnx(epoch)), options, providers=providers)
+        try:
+            return ort.InferenceSession(str(run.onnx(epoch)), options, providers=providers)
+        except Exception as e:  # onnxruntime's errors share no base class narrower than Exception
+            raise RunError(f"cannot load {run.onnx(epoch)} (run `edvis export` again): {e}") from None
 
     first = session(todo[0].epoch)
     log(provider_line(first, provider))

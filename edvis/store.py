@@ -24,6 +24,8 @@ Units are independent files, so shards of one render can write into one store at
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from edvis import atomic
 SCHEMA_VERSION = 1
 ARRAYS = ("probs", "top5", "top5_prob", "map_true", "map_pred")
 OPTIONAL = ("map_top5",)  # in clean units only: the galleries show the top-5 maps
+# What np.load and json raise on a truncated, foreign or incomplete unit file.
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class StoreError(Exception):
@@ -114,9 +118,8 @@ class RenderStore:
         if missing:
             raise ValueError(f"unit {unit.key} lacks arrays {sorted(missing)}")
         meta = {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}
-        with atomic.atomic_path(self.path(unit)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        with atomic.atomic_path(self.path(unit)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
 
     def meta(self, unit: Unit) -> dict[str, Any] | None:
         """The unit's metadata, or None when the unit is absent."""
@@ -126,8 +129,8 @@ class RenderStore:
         try:
             with np.load(path) as z:
                 return json.loads(str(z["meta"]))
-        except Exception as e:  # a foreign or damaged file: say which
-            raise StoreError(f"cannot read render unit {path}: {e}") from None
+        except _DAMAGED as e:  # a foreign or damaged file: say which
+            raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
 
     def read(self, unit: Unit) -> dict[str, np.ndarray]:
         path = self.path(unit)
@@ -136,5 +139,5 @@ class RenderStore:
                 return {k: z[k] for k in ARRAYS + OPTIONAL if k in z.files}
         except FileNotFoundError:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
-        except Exception as e:
-            raise StoreError(f"cannot read render unit {path}: {e}") from None
+        except _DAMAGED as e:
+            raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None

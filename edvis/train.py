@@ -25,7 +25,7 @@ from edvis import atomic
 from edvis.data import InMemorySplit, augment, cutmix, to_float
 from edvis.dataset import open_dataset
 from edvis.model import ModelConfig, build_model
-from edvis.run import Run, RunError
+from edvis.run import Run, RunError, check_model_config
 
 CHECKPOINT_SCHEMA = 1
 
@@ -216,9 +216,9 @@ def train(
     mc = ModelConfig(num_classes=ds.num_classes, **model_config)
     wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record()}
     wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)
-    if run.config_path.exists():
+    if run.checkpoint_epochs() and run.config_path.exists():  # binding once an epoch is saved
         _check_same(run.read_config(), wanted, run.config_path)
-    atomic.write_json(run.config_path, wanted)
+    run.write_config(wanted)
     log(f"run {run.root}: {ds.num_classes} classes, {len(ds.train)} train / {len(ds.val)} val images "
         f"({ds.layout} at {ds.root})")
     log("config: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()) + f", variant={mc.variant}")
@@ -230,8 +230,13 @@ def train(
     start = 0
     rows = [r for r in run.read_metrics() if r["epoch"] in done]
     if done:
-        ckpt = load_checkpoint(run.checkpoint(done[-1]), map_location=device)
-        model.load_state_dict(ckpt["model"])
+        last = run.checkpoint(done[-1])
+        ckpt = load_checkpoint(last, map_location=device)
+        check_model_config(ckpt["model_config"], mc.to_dict(), last, f"the run {run.root}")
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:
+            raise RunError(f"{last}: its weights do not fit its own model_config: {str(e)[:300]}") from None
         opt.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
         start = ckpt["epoch"]
