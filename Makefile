@@ -1,10 +1,12 @@
 # edvis: `make site` trains on the embedded dataset and builds site/; `make test` runs the tests.
 # Both create .venv and install what they need on first use (a second run installs nothing).
+# `make docs` builds the documentation into site/docs/, beside the gallery.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
 EMBEDDED := data/embedded
 DATA     ?= $(EMBEDDED)
@@ -16,7 +18,7 @@ SEED     ?= 0
 
 EDVIS := $(BIN)/edvis
 
-.PHONY: install data train export render analyze site test bench clean
+.PHONY: install data train export render analyze site test bench docs clean
 
 install: $(STAMP)
 
@@ -24,6 +26,12 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade-strategy only-if-needed -c constraints.txt -e '.[train,dev]'
 	touch $(STAMP)
+
+# The docs need only the core dependencies and mkdocs-material (the `docs` extra), not torch.
+$(DOCS_STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade-strategy only-if-needed -c constraints.txt -e '.[docs]'
+	touch $(DOCS_STAMP)
 
 # The embedded dataset is drawn once; wnids.txt is written last and marks it complete.
 $(EMBEDDED)/wnids.txt: | $(STAMP)
@@ -63,6 +71,10 @@ test: $(STAMP)
 # Speed and memory targets: one run, one table of ratios (tests/bench/bench_*.py).
 bench: $(STAMP)
 	$(BIN)/python tests/bench/run.py
+
+# mkdocs empties and rewrites $(OUT)/docs only; the gallery build leaves files it did not write alone.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(OUT)/docs
 
 clean:
 	rm -rf $(RUN) $(OUT) $(EMBEDDED)
