@@ -61,8 +61,9 @@ render: export
 analyze: render
 	$(EDVIS) analyze --run $(RUN)
 
-# build.py does export → render → analyze → site for an existing run.
-site: train
+# build.py does export → render → analyze → site for an existing run; the docs go to $(OUT)/docs,
+# which the gallery's header links to.
+site: train docs
 	$(BIN)/python build.py --run $(RUN) --out $(OUT)
 
 test: $(STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,10 @@ from . import harness
 
 #: Where the test run leaves a screenshot of every page (gitignored); $EDVIS_SCREENSHOTS overrides it.
 SCREENSHOTS = Path(os.environ.get("EDVIS_SCREENSHOTS", Path(__file__).resolve().parent / "screenshots"))
+#: The demo site gets the docs in site/docs (as `make site` does) when mkdocs is installed.
+WITH_DOCS = importlib.util.find_spec("mkdocs") is not None
+#: Pages under these paths belong to the docs, crawled by their own test, not with the gallery.
+DOCS = ("docs/",)
 
 
 def require_browser() -> None:
@@ -29,7 +34,7 @@ def require_browser() -> None:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(run folder, site folder) of the tiny demo build with a hostile class name."""
     require_browser()
-    return harness.build_demo_site(tmp_path_factory.mktemp("browser-demo"), log=lambda _msg: None)
+    return harness.build_demo_site(tmp_path_factory.mktemp("browser-demo"), docs=WITH_DOCS, log=lambda _msg: None)
 
 
 @pytest.fixture(scope="package")
@@ -53,12 +58,12 @@ def roots(demo: tuple[Path, Path], base_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="package")
 def crawls(demo: tuple[Path, Path], driver: Any, roots: dict[str, str]) -> dict[str, harness.Crawl]:
-    """The whole site crawled once over HTTP (saving a screenshot of each page) and once from file://."""
+    """The whole gallery crawled once over HTTP (saving a screenshot of each page) and once from file://."""
     for old in SCREENSHOTS.glob("*.png"):
         old.unlink()
     return {
-        "http": harness.crawl(driver, demo[1], roots["http"], screenshots=SCREENSHOTS),
-        "file": harness.crawl(driver, demo[1], roots["file"]),
+        "http": harness.crawl(driver, demo[1], roots["http"], screenshots=SCREENSHOTS, skip=DOCS),
+        "file": harness.crawl(driver, demo[1], roots["file"], skip=DOCS),
     }
 
 

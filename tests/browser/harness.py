@@ -314,8 +314,9 @@ def crawl(
     not read back, as from ``file://``, is judged from a screenshot). Every internal href/src must
     name a file in ``site_dir`` and its ``#fragment`` an id on that page; failures go to
     ``Crawl.broken``. Paths starting with one of ``skip`` are checked for existence only, not
-    opened (e.g. a separately built documentation folder). With ``screenshots``, a viewport-sized
-    PNG of each page is saved there.
+    opened (e.g. a separately built documentation folder). Links (``<a href>``) may point
+    elsewhere; anything else fetched from outside the site is broken. With ``screenshots``, a
+    viewport-sized PNG of each page is saved there.
     """
     from selenium.webdriver.common.by import By
 
@@ -348,12 +349,13 @@ def crawl(
 
         text = (site_dir / rel).read_text(encoding="utf-8")
         refs, ids[rel] = parse_links(text)
-        for _tag, _attr, ref in refs:
+        for tag, _attr, ref in refs:
             absolute = urllib.parse.urljoin(url, ref)
             target = site_path(root_url, absolute)
             if target is None:
-                if urllib.parse.urlparse(absolute).scheme in ("http", "https", "file"):
-                    result.broken.append(f"{rel}: {ref} leaves the site")
+                # a link to elsewhere is fine; a resource fetched from elsewhere is not
+                if tag != "a" and urllib.parse.urlparse(absolute).scheme in ("http", "https", "file"):
+                    result.broken.append(f"{rel}: <{tag}> {ref} is fetched from outside the site")
                 continue
             result.links.append((rel, ref, target))
             path = site_dir / target
@@ -382,12 +384,13 @@ HOSTILE_CLASS = 1  # the class renamed to HOSTILE_NAME
 DEMO_EPOCHS = 2
 
 
-def build_demo_site(work: Path, log: Any = print) -> tuple[Path, Path]:
+def build_demo_site(work: Path, docs: bool = True, log: Any = print) -> tuple[Path, Path]:
     """Build a tiny demo run and its site under ``work``; returns (run folder, site folder).
 
     Three embedded classes, four training and three validation images each, two epochs, then
-    ``build.py`` exactly as ``make site`` runs it. Class 1 is renamed to :data:`HOSTILE_NAME`
-    in words.txt after the dataset is drawn, so every page that names it shows hostile text.
+    ``build.py`` and (with ``docs``) the docs into ``site/docs``, as ``make site`` does. Class 1
+    is renamed to :data:`HOSTILE_NAME` in words.txt after the dataset is drawn, so every page
+    that names it shows hostile text.
     """
     import subprocess
     import sys
@@ -412,5 +415,20 @@ def build_demo_site(work: Path, log: Any = print) -> tuple[Path, Path]:
                           capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(f"build.py failed:\n{proc.stderr}")
+    if docs:
+        build_docs(out / "docs")
     log(f"demo site built in {time.monotonic() - t0:.1f} s: {out}")
     return run, out
+
+
+def build_docs(out: Path) -> None:
+    """``mkdocs build --strict`` of this checkout's docs into ``out``, as ``make docs`` does."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+                          cwd=repo, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise RuntimeError(f"mkdocs build failed:\n{proc.stderr}")
