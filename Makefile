@@ -16,7 +16,7 @@ SEED     ?= 0
 
 EDVIS := $(BIN)/edvis
 
-.PHONY: install data train export render site test bench clean
+.PHONY: install data train export render analyze site test bench clean
 
 install: $(STAMP)
 
@@ -41,7 +41,10 @@ export: train
 render: export
 	$(EDVIS) render --run $(RUN)
 
-# build.py does export → render → site for an existing run.
+analyze: render
+	$(EDVIS) analyze --run $(RUN)
+
+# build.py does export → render → analyze → site for an existing run.
 site: train
 	$(BIN)/python build.py --run $(RUN) --out $(OUT)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Build the site for an existing run: export → render → site.
+"""Build the site for an existing run: export → render → analyze → site.
 
-    python build.py --run runs/default [--out site]
+    python build.py --run runs/default [--out site] [--compare RUN2]
 
 Each stage skips what is already up to date, so rebuilding after more training redoes only
 the new epochs.
@@ -21,15 +21,19 @@ def main() -> int:
     p.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
     p.add_argument("--out", type=Path, default=Path("site"), help="site output folder (default site)")
     p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="onnxruntime provider (default auto)")
+    p.add_argument("--compare", type=Path, metavar="RUN2",
+                   help="a rendered run of another model on the same data (e.g. the CAM baseline), analysed side by side")
     a = p.parse_args()
 
     def build() -> None:
+        from edvis.analyze import analyze_run
         from edvis.export import export_run
         from edvis.render import render_run
         from edvis.site import build_site
 
         export_run(a.run, check_images=_check_images(a.run), log=_log)
         render_run(a.run, provider=a.provider, perturbations=DEFAULT_PERTURBATIONS, log=_log)
+        analyze_run(a.run, compare=a.compare, log=_log)
         _log(f"site: {build_site(a.run, a.out)}")
 
     return run_guarded(build)

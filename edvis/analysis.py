@@ -1,12 +1,33 @@
 """Numbers behind the pictures: pure numpy, arrays in, arrays out. Imports no torch.
 
-So far: the pointing game (does the true class's map, upsampled to the image, peak inside the
-object's box?) and its centre-prior baseline.
+Accuracy and confusion, calibration (ECE, reliability bins, AUROC of the top-1 probability),
+map sharpness and its rank correlation with confidence, learning dynamics per class
+(epochs reaching a share of the final accuracy, map similarity to the final epoch, "pattern
+formed", learning order), the effect of a perturbation against the clean images, severity
+sweeps as a relative corruption error, and localisation (pointing game, map energy in the box,
+centre-prior baselines). ``docs/analysis.md`` states every definition.
+
+A number that is undefined for the data given (AUROC when every prediction is right, the
+correlation of a constant map, a class without images) is returned as NaN, never raised;
+``edvis.analyze`` writes NaN as ``null``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+ECE_BINS = 15
+"""Reliability bins: equal-width on the top-1 probability, bin b = [b/15, (b+1)/15)."""
+
+PATTERN_THRESHOLD = 0.8
+"""A class's pattern is formed from the epoch its mean map similarity to the final epoch
+stays at or above this value."""
+
+CENTRE_SIGMA = 0.25
+"""Standard deviation of the centre-prior map, as a share of the image side."""
+
+
+# -- maps on the image grid ---------------------------------------------------------------------
 
 
 def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -23,9 +44,9 @@ def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
-    """(N, S, S) → (N, size, size), bilinear."""
-    w = bilinear_matrix(maps.shape[-1], size)
-    return np.einsum("ij,njk,lk->nil", w, maps.astype(np.float32), w)
+    """(N, S, S) → (N, size, size) float32, bilinear."""
+    w = bilinear_matrix(maps.shape[-1], size).astype(np.float32)  # (size, S)
+    return w @ maps.astype(np.float32) @ w.T
 
 
 def map_peaks(maps: np.ndarray, size: int) -> np.ndarray:
@@ -47,3 +68,276 @@ def pointing_game(maps: np.ndarray, boxes: np.ndarray, size: int) -> dict[str, f
     hits = inside(map_peaks(maps, size), boxes)
     centre = inside(np.full((len(boxes), 2), size // 2), boxes)
     return {"pointing": float(hits.mean()), "centre_baseline": float(centre.mean())}
+
+
+def box_masks(boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column membership of the inclusive boxes (x0, y0, x1, y1):
+    (N, size) bool for y and (N, size) bool for x."""
+    px = np.arange(size)
+    in_x = (px >= boxes[:, 0:1]) & (px <= boxes[:, 2:3])
+    in_y = (px >= boxes[:, 1:2]) & (px <= boxes[:, 3:4])
+    return in_y, in_x
+
+
+def energy_share(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N,) share of each non-negative (N, H, W) image's total inside its inclusive box;
+    NaN where the image sums to 0 (nothing to share)."""
+    in_y, in_x = box_masks(boxes, images.shape[-1])
+    rows = (images * in_x[:, None, :]).sum(axis=2)  # (N, H): each row's mass inside x0..x1
+    inner = (rows * in_y).sum(axis=1)
+    total = images.sum(axis=(1, 2))
+    out = np.full(len(images), np.nan)
+    ok = total > 0
+    out[ok] = inner[ok] / total[ok]
+    return out
+
+
+def box_energy(maps: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """(N,) share of map energy inside the box: the map upsampled to the image, clipped at 0,
+    summed inside the box over its sum everywhere. NaN for a map with no positive value."""
+    return energy_share(np.maximum(upsample(maps, size), 0), boxes)
+
+
+def centre_prior(size: int, sigma: float = CENTRE_SIGMA) -> np.ndarray:
+    """(size, size) isotropic Gaussian centred on the image, standard deviation
+    ``sigma · size`` pixels: the map of a model that always looks at the middle."""
+    c = (size - 1) / 2
+    d = (np.arange(size) - c) ** 2
+    return np.exp(-(d[:, None] + d[None, :]) / (2 * (sigma * size) ** 2))
+
+
+def box_area_share(boxes: np.ndarray, size: int) -> np.ndarray:
+    """(N,) share of the size × size image the inclusive box covers (a uniform map's energy share)."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return (w * h) / (size * size)
+
+
+def localisation(maps: np.ndarray, boxes: np.ndarray, size: int, chunk: int = 256) -> dict[str, float]:
+    """Localisation summary of (N, S, S) maps against (N, 4) boxes on a size × size image.
+
+    ``pointing``: share of maps whose upsampled peak lies in the box; ``centre_pointing``: the
+    same for the image's middle pixel; ``energy_in_box``: mean :func:`box_energy` over maps with
+    positive energy; ``energy_centre``: mean share of :func:`centre_prior` in the box;
+    ``energy_uniform``: mean :func:`box_area_share`. Maps are upsampled ``chunk`` at a time.
+    """
+    n = len(maps)
+    if n == 0:
+        nan = float("nan")
+        return {"pointing": nan, "centre_pointing": nan, "energy_in_box": nan,
+                "energy_centre": nan, "energy_uniform": nan}
+    hits = np.empty(n, dtype=bool)
+    energy = np.empty(n)
+    prior = np.empty(n)
+    centre = centre_prior(size)
+    for i in range(0, n, chunk):
+        b = boxes[i : i + chunk]
+        up = upsample(maps[i : i + chunk], size)  # (chunk, size, size)
+        flat = up.reshape(len(up), -1).argmax(axis=1)
+        hits[i : i + chunk] = inside(np.stack([flat % size, flat // size], axis=1), b)
+        energy[i : i + chunk] = energy_share(np.maximum(up, 0), b)
+        prior[i : i + chunk] = energy_share(np.broadcast_to(centre, up.shape), b)
+    return {
+        "pointing": float(hits.mean()),
+        "centre_pointing": float(inside(np.full((n, 2), size // 2), boxes).mean()),
+        "energy_in_box": nanmean(energy),
+        "energy_centre": float(prior.mean()),
+        "energy_uniform": float(box_area_share(boxes, size).mean()),
+    }
+
+
+# -- accuracy and confusion ---------------------------------------------------------------------
+
+
+def topk_correct(top: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the label is among the first ``k`` columns of the ranked predictions (N, ≥1)."""
+    return (top[:, :k] == labels[:, None]).any(axis=1)
+
+
+def class_means(values: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """(C,) mean of per-image ``values`` over each class's images, ignoring NaN values;
+    NaN for a class with no (non-NaN) value."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = ~np.isnan(values)
+    counts = np.bincount(labels[ok], minlength=classes)
+    sums = np.bincount(labels[ok], weights=values[ok], minlength=classes)
+    out = np.full(classes, np.nan)
+    out[counts > 0] = sums[counts > 0] / counts[counts > 0]
+    return out
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, classes: int) -> np.ndarray:
+    """(C, C) int64 counts: row = true class, column = predicted class."""
+    return np.bincount(labels * classes + preds, minlength=classes * classes).reshape(classes, classes)
+
+
+def confused_pairs(labels: np.ndarray, preds: np.ndarray, classes: int, k: int = 20,
+                   max_images: int = 100) -> list[dict]:
+    """The ``k`` most confused unordered class pairs (a < b), by a-as-b plus b-as-a count,
+    ties by (a, b). Each record holds both counts and the indices of the images concerned
+    (at most ``max_images`` per direction, in index order)."""
+    m = confusion_matrix(labels, preds, classes)
+    a, b = np.triu_indices(classes, k=1)
+    total = m[a, b] + m[b, a]
+    order = np.lexsort((b, a, -total))
+    out = []
+    for i in order[:k]:
+        if total[i] == 0:
+            break
+        ai, bi = int(a[i]), int(b[i])
+        out.append({
+            "a": ai, "b": bi, "a_as_b": int(m[ai, bi]), "b_as_a": int(m[bi, ai]), "total": int(total[i]),
+            "images_a_as_b": np.flatnonzero((labels == ai) & (preds == bi))[:max_images].tolist(),
+            "images_b_as_a": np.flatnonzero((labels == bi) & (preds == ai))[:max_images].tolist(),
+        })
+    return out
+
+
+# -- confidence -----------------------------------------------------------------------------
+
+
+def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Reliability-diagram data: ``bins`` equal-width bins on the top-1 probability, bin
+    b = [b/bins, (b+1)/bins) (found as floor(bins·p); p = 1 goes to the last bin).
+
+    Returns (bins,) arrays ``lower``, ``upper``, ``count``, ``accuracy`` (share right) and
+    ``confidence`` (mean probability); the last two are NaN for an empty bin.
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    idx = np.clip((conf * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    right = np.bincount(idx, weights=correct.astype(np.float64), minlength=bins)
+    total = np.bincount(idx, weights=conf, minlength=bins)
+    acc = np.full(bins, np.nan)
+    mean = np.full(bins, np.nan)
+    acc[count > 0] = right[count > 0] / count[count > 0]
+    mean[count > 0] = total[count > 0] / count[count > 0]
+    edges = np.arange(bins + 1) / bins
+    return {"lower": edges[:-1], "upper": edges[1:], "count": count, "accuracy": acc, "confidence": mean}
+
+
+def ece(conf: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: Σ_b (n_b / N) · |accuracy_b − confidence_b| over the
+    :func:`reliability` bins; NaN for no images."""
+    r = reliability(conf, correct, bins)
+    n = r["count"].sum()
+    if n == 0:
+        return float("nan")
+    ok = r["count"] > 0
+    return float((r["count"][ok] * np.abs(r["accuracy"][ok] - r["confidence"][ok])).sum() / n)
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """(N,) 1-based ranks of ``x``, ties sharing the mean of their ranks."""
+    x = np.asarray(x)
+    n = len(x)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    first = np.r_[True, xs[1:] != xs[:-1]] if n else np.zeros(0, dtype=bool)
+    group = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], n]
+    ranks = np.empty(n)
+    ranks[order] = ((starts + 1 + ends) / 2)[group]  # positions start..end-1 hold ranks start+1..end
+    return ranks
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` separating ``positive`` from the rest: the
+    Mann–Whitney probability that a random positive outscores a random negative, ties
+    counting half. NaN when either group is empty."""
+    pos = np.asarray(positive, dtype=bool)
+    n_pos = int(pos.sum())
+    n_neg = len(pos) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(scores)
+    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# -- maps -------------------------------------------------------------------------------------
+
+
+def sharpness(maps: np.ndarray) -> np.ndarray:
+    """(N,) peak-to-mean ratio of each (S, S) map after shifting it to a minimum of 0:
+    max(m − min m) / mean(m − min m). 1 for a flat map (the constant map included),
+    S² for a single hot cell."""
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    shifted = flat - flat.min(axis=1, keepdims=True)
+    mean = shifted.mean(axis=1)
+    out = np.ones(len(maps))
+    ok = mean > 0
+    out[ok] = shifted.max(axis=1)[ok] / mean[ok]
+    return out
+
+
+def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) Pearson correlation of a[i] and b[i], each flattened (e.g. two (N, S, S) map sets);
+    NaN where either is constant."""
+    x = a.reshape(len(a), -1).astype(np.float64)
+    y = b.reshape(len(b), -1).astype(np.float64)
+    x -= x.mean(axis=1, keepdims=True)
+    y -= y.mean(axis=1, keepdims=True)
+    den = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+    out = np.full(len(x), np.nan)
+    ok = den > 0
+    out[ok] = np.clip((x * y).sum(axis=1)[ok] / den[ok], -1.0, 1.0)
+    return out
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (Pearson of the tie-averaged ranks); NaN for fewer than
+    two values or when either side is constant."""
+    if len(x) < 2:
+        return float("nan")
+    return float(pearson_rows(rankdata(x)[None], rankdata(y)[None])[0])
+
+
+# -- learning dynamics --------------------------------------------------------------------------
+
+
+def first_reaching(acc: np.ndarray, epochs: np.ndarray, fraction: float) -> np.ndarray:
+    """(C,) the first epoch whose accuracy is at least ``fraction`` of the final epoch's,
+    from (E, C) per-class accuracy at ``epochs`` (E,); NaN where the final accuracy is 0 or NaN.
+    """
+    final = acc[-1]
+    hit = acc >= fraction * final - 1e-12  # the last row always hits when final > 0
+    out = np.asarray(epochs, dtype=np.float64)[hit.argmax(axis=0)]
+    out[~(final > 0)] = np.nan
+    return out
+
+
+def pattern_formed(similarity: np.ndarray, epochs: np.ndarray, threshold: float = PATTERN_THRESHOLD) -> np.ndarray:
+    """(C,) the first epoch from which the (E, C) similarity stays ≥ ``threshold`` through the
+    last epoch (NaN similarity counts as below); NaN if the last epoch itself is below."""
+    ok = np.nan_to_num(similarity, nan=-np.inf) >= threshold
+    stays = np.logical_and.accumulate(ok[::-1], axis=0)[::-1]  # stays[e] = all(ok[e:])
+    out = np.asarray(epochs, dtype=np.float64)[stays.argmax(axis=0)]
+    out[~stays[-1]] = np.nan
+    return out
+
+
+def learning_order(epoch_90: np.ndarray, mean_acc: np.ndarray) -> np.ndarray:
+    """(C,) class indices, first learned first: by the epoch reaching 90% of the final
+    accuracy, then by the higher mean accuracy over all epochs, then by index; NaN last."""
+    e = np.nan_to_num(epoch_90, nan=np.inf)
+    m = -np.nan_to_num(mean_acc, nan=-np.inf)
+    return np.lexsort((np.arange(len(e)), m, e))
+
+
+# -- perturbations ------------------------------------------------------------------------------
+
+
+def relative_ce(errors: np.ndarray, clean_error: float) -> float:
+    """Relative corruption error: mean top-1 error over a sweep's severities divided by the
+    same model's clean top-1 error; NaN for no severities or a clean error of 0."""
+    if len(errors) == 0 or not clean_error > 0:
+        return float("nan")
+    return float(np.mean(errors) / clean_error)
+
+
+def nanmean(x: np.ndarray) -> float:
+    """Mean of the non-NaN values; NaN when there are none."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if len(x) else float("nan")

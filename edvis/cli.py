@@ -1,4 +1,4 @@
-"""Command line: ``edvis synth | train | export | render | site``.
+"""Command line: ``edvis synth | train | export | render | analyze | site``.
 
 Thin argparse entry points; the only place that picks a device or an execution provider.
 Expected failures (bad paths, bad files, bad settings) print one line naming the culprit and
@@ -79,6 +79,12 @@ def cmd_render(a: argparse.Namespace) -> None:
                perturbations=a.perturbations, seed=a.seed, shard=parse_shard(a.shard), log=_log)
 
 
+def cmd_analyze(a: argparse.Namespace) -> None:
+    from edvis.analyze import analyze_run
+
+    analyze_run(a.run, compare=a.compare, force=a.force, pattern_threshold=a.pattern_threshold, log=_log)
+
+
 def cmd_site(a: argparse.Namespace) -> None:
     from edvis.site import build_site
 
@@ -151,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "RUN's own ONNX files")
     r.set_defaults(func=cmd_render)
 
+    n = sub.add_parser("analyze", help="compute accuracy, calibration, learning dynamics, perturbation and "
+                       "localisation numbers from the render store",
+                       description="Write RUN/analysis/analysis.json and CSV tables from RUN's render store, read one "
+                       "unit at a time. Skipped when nothing it depends on has changed. Definitions: docs/analysis.md.")
+    n.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    n.add_argument("--compare", type=Path, metavar="RUN2",
+                   help="a run of another model (e.g. the CAM baseline) rendered on the same validation set: its "
+                   "accuracy and localisation are reported side by side")
+    n.add_argument("--pattern-threshold", type=float, default=0.8,
+                   help="mean map correlation with the final epoch from which a class's pattern counts as formed, "
+                   "in [0, 1] (default 0.8)")
+    n.add_argument("--force", action="store_true", help="recompute even when the analysis is up to date")
+    n.set_defaults(func=cmd_analyze)
+
     w = sub.add_parser("site", help="build the static site from a rendered run",
                        description="Build a static site (opens from file://) from RUN's metrics and render store.")
     w.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
@@ -177,7 +197,8 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from edvis.store import StoreError
 
     errors: list[type[BaseException]] = [DatasetError, RunError, StoreError, ValueError, FileNotFoundError]
-    for module, name in (("edvis.site", "SiteError"), ("edvis.export", "ParityError")):
+    for module, name in (("edvis.site", "SiteError"), ("edvis.export", "ParityError"),
+                         ("edvis.analyze", "AnalysisError")):
         mod = sys.modules.get(module)
         if mod is not None:
             errors.append(getattr(mod, name))

@@ -8,6 +8,7 @@ RUN/
   onnx/epoch_001.onnx      one per epoch (see edvis.export)
   onnx/epoch_001.json      its sha256, source checkpoint and parity figures
   render/                  the render store (see edvis.store)
+  analysis/                analysis.json and CSV tables (see edvis.analyze)
 ```
 """
 
@@ -51,6 +52,10 @@ class Run:
     @property
     def render_dir(self) -> Path:
         return self.root / "render"
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.root / "analysis"
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"epoch_{epoch:03d}.pt"

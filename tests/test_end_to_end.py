@@ -53,6 +53,18 @@ def test_onnxruntime_accuracy_equals_the_training_log(built):
         assert (top5[:, 0] == labels).mean() == pytest.approx(row["val_top1"], abs=1 / len(labels) + 1e-9)
 
 
+def test_analysis_agrees_with_the_training_log(built):
+    # build.py ran analyze: its clean top-1 per epoch is PyTorch's validation accuracy
+    _, run, _, _ = built
+    doc = json.loads((run / "analysis" / "analysis.json").read_text(encoding="utf-8"))
+    clean = {r["epoch"]: r for r in doc["epoch_rows"] if r["setting"] == "clean"}
+    for row in Run(run).read_metrics():
+        assert clean[row["epoch"]]["top1"] == pytest.approx(row["val_top1"], abs=1 / 9 + 1e-4)
+    assert [r["setting"] for r in doc["table"]] == ["clean", "gray", "blur3", "blur5", "bgr", "brg", "sp0.0005",
+                                                     "sp0.005"]
+    assert [c["name"] for c in doc["classes"]] == ["disc", "red blob", "ring"]
+
+
 def test_pages_hold_class_names_and_logged_accuracies(built):
     _, run, out, _ = built
     index = (out / "index.html").read_text(encoding="utf-8")
@@ -78,6 +90,7 @@ def test_rerun_is_a_no_op(built):
     assert proc.returncode == 0
     assert "export: all 2 epochs up to date" in proc.stderr
     assert "render: all 2 epochs × 8 setting(s) up to date" in proc.stderr
+    assert f"analyze: {run / 'analysis' / 'analysis.json'} up to date" in proc.stderr
     assert json.loads(Run(run).config_path.read_text())["train"]["epochs"] == 2
 
 

@@ -1,0 +1,85 @@
+"""A simulated full-size render store for benchmarks: random values, real shapes, a fixed seed.
+
+``make_full_store(root)`` writes ``root/render`` (so ``root`` works as a RUN folder for
+``edvis analyze``; a site benchmark adds the config and metrics it needs) holding, by default,
+200 classes × 10,000 validation images × 80 epochs × 9 settings (clean, the five severities
+of ``gaussian_noise``, gray, blur3, bgr): 720 units, about 4.7 GB. The values are random but
+shaped like a learning model's: the true class's logit grows with the epoch at a per-class
+speed and shrinks with the severity, so accuracy, confusion and corruption error all vary.
+
+Units already present are kept, so an interrupted build resumes and a finished one is reused;
+``root/simulated.json`` records the parameters and a store made with others is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edvis import atomic
+from edvis.store import RenderStore, Unit
+
+SETTINGS = ["clean", "gaussian_noise-1", "gaussian_noise-2", "gaussian_noise-3", "gaussian_noise-4",
+            "gaussian_noise-5", "gray", "blur3", "bgr", "blur5", "brg", "sp0.0005", "sp0.005"]
+MAP_SIZE = 8
+IMAGE_SIZE = 64
+
+
+def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, epochs: int = 80,
+                    settings: int = 9, seed: int = 0,
+                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RenderStore:
+    """Write (or reuse) the simulated store under ``root/render`` and return it."""
+    if not 1 <= settings <= len(SETTINGS):
+        raise ValueError(f"settings must be in [1, {len(SETTINGS)}], got {settings}")
+    root = Path(root)
+    params = {"classes": classes, "images": images, "epochs": epochs, "settings": settings, "seed": seed}
+    marker = root / "simulated.json"
+    if marker.exists() and json.loads(marker.read_text()) != params:
+        raise ValueError(f"{root} holds a simulated store made with {marker.read_text().strip()}, not {params}")
+    atomic.write_json(marker, params)
+
+    rng = np.random.default_rng([seed, 0])
+    labels = rng.permutation(np.arange(images) % classes)
+    x0 = rng.integers(0, IMAGE_SIZE - 16, images)
+    y0 = rng.integers(0, IMAGE_SIZE - 16, images)
+    x1 = np.minimum(x0 + rng.integers(8, IMAGE_SIZE, images), IMAGE_SIZE - 1)
+    y1 = np.minimum(y0 + rng.integers(8, IMAGE_SIZE, images), IMAGE_SIZE - 1)
+    speed = rng.uniform(0.3, 1.5, classes)  # how fast each class is learned
+    store = RenderStore(root / "render")
+    store.init({
+        "dataset": {"fingerprint": f"simulated-{classes}-{images}-{seed}", "layout": "simulated", "root": "",
+                    "wnids": [f"n{c:08d}" for c in range(classes)], "names": [f"class {c}" for c in range(classes)]},
+        "val": {"files": [f"val/images/val_{i}.JPEG" for i in range(images)], "labels": labels.tolist(),
+                "boxes": np.stack([x0, y0, x1, y1], axis=1).tolist()},
+        "image_size": IMAGE_SIZE,
+        "map_size": MAP_SIZE,
+    })
+    todo = [Unit(s, e) for s in SETTINGS[:settings] for e in range(1, epochs + 1)]
+    todo = [u for u in todo if not store.path(u).exists()]
+    rows = np.arange(images)
+    for n, unit in enumerate(todo, 1):
+        k = SETTINGS.index(unit.perturbation)
+        severity = int(unit.perturbation[-1]) if unit.perturbation.startswith("gaussian_noise") else (1 if k else 0)
+        r = np.random.default_rng([seed, 1, k, unit.epoch])
+        logits = r.standard_normal((images, classes), dtype=np.float32)  # (N, C)
+        logits[rows, labels] += (5 * speed[labels] * unit.epoch / epochs - 0.6 * severity).astype(np.float32)
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
+        k5 = min(5, classes)
+        top = np.argpartition(-probs, k5 - 1, axis=1)[:, :k5]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(probs, top, axis=1), axis=1), axis=1)
+        maps = r.random((2, images, MAP_SIZE, MAP_SIZE), dtype=np.float32)  # (2, N, S, S)
+        store.write(unit, {
+            "probs": probs.astype(np.float16),
+            "top5": top.astype(np.int16),
+            "top5_prob": np.take_along_axis(probs, top, axis=1),
+            "map_true": maps[0].astype(np.float16),
+            "map_pred": maps[1].astype(np.float16),
+        }, {"simulated": True})
+        if n % 40 == 0 or n == len(todo):
+            log(f"fullstore: wrote {n}/{len(todo)} units under {store.root}")
+    return store
