@@ -8,6 +8,7 @@ Shared by the browser tests (``tests/browser/test_browser.py``) and the docs' sc
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import html.parser
@@ -45,6 +46,7 @@ FLAGS = (
 )
 WINDOW = (1280, 900)
 PAGE_TIMEOUT = 20.0  # seconds for one page to load and draw
+MAX_HEIGHT = 16000  # CSS pixels of page checked at once (Chromium's largest screenshot is 16384)
 
 #: Runs before any script of every page: records alert/confirm/prompt instead of showing them.
 TRAP_DIALOGS = """
@@ -55,7 +57,7 @@ for (const name of ["alert", "confirm", "prompt"]) {
 """
 
 #: Returns, for every <img> and <canvas>, what the tests check (JS, run in the page).
-MEASURE = """
+MEASURE = r"""
 const out = {images: [], canvases: []};
 for (const img of document.images) {
   const r = img.getBoundingClientRect();
@@ -66,7 +68,8 @@ let k = 0;
 for (const c of document.querySelectorAll("canvas")) {
   const r = c.getBoundingClientRect();
   const item = {index: k++, id: c.id, label: c.getAttribute("aria-label") || "", size: [c.width, c.height],
-                box: [r.width, r.height], readable: true, distinct: 0, opaque: 0, digest: ""};
+                box: [r.width, r.height], rect: [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY],
+                readable: true, distinct: 0, opaque: 0, digest: ""};
   try {
     const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
     const seen = new Set();
@@ -79,7 +82,7 @@ for (const c of document.querySelectorAll("canvas")) {
     item.distinct = seen.size;
     item.digest = h.toString(16);
   } catch (e) {
-    item.readable = false;  // a canvas tainted by a file:// image: the caller looks at a screenshot
+    item.readable = false;  // tainted: an image of another origin (a file:// sprite) was drawn on it
   }
   out.canvases.push(item);
 }
@@ -124,9 +127,7 @@ def launch(profile: Path, window: tuple[int, int] = WINDOW) -> Any:
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(PAGE_TIMEOUT)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": TRAP_DIALOGS})
-    # the viewport itself (not the window around it) is `window` CSS pixels, at one device pixel each
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": window[0], "height": window[1], "deviceScaleFactor": 1, "mobile": False})
+    set_viewport(driver, *window)  # the viewport itself, not the window around it
     return driver
 
 
@@ -189,21 +190,49 @@ def open_page(driver: Any, url: str) -> None:
     )
 
 
-def reveal_all(driver: Any) -> None:
-    """Scroll through the page so that lazily loaded images and lazily drawn canvases appear."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    step = driver.execute_script("return window.innerHeight") or WINDOW[1]
-    for y in range(0, int(height) + 1, int(step)):
-        driver.execute_script("window.scrollTo(0, arguments[0])", y)
-        driver.execute_async_script(
-            "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => done(true));"
-        )
+def settle(driver: Any) -> None:
+    """Wait until every image is loaded (or failed) and two animation frames have been drawn."""
     deadline = time.monotonic() + PAGE_TIMEOUT
     while time.monotonic() < deadline and not driver.execute_script(
         "return Array.from(document.images).every(i => i.complete)"
     ):
         time.sleep(0.05)
-    driver.execute_script("window.scrollTo(0, 0)")
+    driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "requestAnimationFrame(() => requestAnimationFrame(() => done(true)));"
+    )
+
+
+def set_viewport(driver: Any, width: int, height: int) -> None:
+    """Make the viewport exactly ``width`` × ``height`` CSS pixels, one device pixel each."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def reveal_all(driver: Any, window: tuple[int, int] = WINDOW) -> int:
+    """Grow the viewport to the whole page, so lazy images load and lazily drawn canvases draw.
+
+    Returns the viewport height used (the page's height, at most MAX_HEIGHT). Call
+    ``set_viewport(driver, *window)`` to go back.
+    """
+    height = 0
+    for _ in range(4):  # the page may grow as its images load
+        wanted = min(MAX_HEIGHT, int(driver.execute_script("return document.documentElement.scrollHeight")))
+        if wanted <= height:
+            break
+        height = max(wanted, window[1])
+        set_viewport(driver, window[0], height)
+        driver.execute_script("window.scrollTo(0, 0)")
+        settle(driver)
+    return height
+
+
+def screenshot(driver: Any) -> Any:
+    """The viewport as a PIL RGB image (device pixels = CSS pixels, see :func:`set_viewport`)."""
+    from PIL import Image
+
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    return Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
 
 
 def measure(driver: Any) -> dict[str, list[dict[str, Any]]]:
@@ -310,16 +339,13 @@ def crawl(
 ) -> Crawl:
     """Open every HTML page reachable from ``start`` under ``root_url`` (which serves ``site_dir``).
 
-    For every page: console errors, trapped dialogs, images, canvases (a canvas the browser will
-    not read back, as from ``file://``, is judged from a screenshot). Every internal href/src must
+    For every page: console errors, trapped dialogs, images, canvases. Every internal href/src must
     name a file in ``site_dir`` and its ``#fragment`` an id on that page; failures go to
     ``Crawl.broken``. Paths starting with one of ``skip`` are checked for existence only, not
     opened (e.g. a separately built documentation folder). Links (``<a href>``) may point
     elsewhere; anything else fetched from outside the site is broken. With ``screenshots``, a
     viewport-sized PNG of each page is saved there.
     """
-    from selenium.webdriver.common.by import By
-
     result = Crawl()
     queue = [start]
     ids: dict[str, set[str]] = {}
@@ -328,22 +354,23 @@ def crawl(
         rel = queue.pop(0)
         url = root_url + urllib.parse.quote(rel)
         open_page(driver, url)
-        reveal_all(driver)
+        height = reveal_all(driver)
         report = PageReport(url=url, path=rel, title=driver.title, errors=console_errors(driver),
                             dialogs=dialogs(driver), **measure(driver))
-        canvases = driver.find_elements(By.TAG_NAME, "canvas") if report.canvases else []
+        # A canvas is blank when nothing was drawn on it: every pixel transparent. A canvas the
+        # page cannot read back (from file://) has had a loaded image of another origin drawn on
+        # it, the only thing that clears a canvas's origin-clean flag, so it is not blank.
         for c in report.canvases:
-            if c["readable"]:
-                drawn = c["opaque"] > 0 and c["distinct"] > 1
-            else:
-                drawn = element_pixels(canvases[c["index"]])[0] > 1
+            drawn = c["opaque"] > 0 if c["readable"] else c["rect"][3] <= height
             if not drawn:
                 report.blank_canvases.append(c["label"] or c["id"] or f"canvas #{c['index']}")
+        set_viewport(driver, *WINDOW)
         if screenshots is not None:
             screenshots.mkdir(parents=True, exist_ok=True)
             driver.execute_script("window.scrollTo(0, 0)")
+            settle(driver)
             report.screenshot = screenshots / (rel.replace("/", "__").removesuffix(".html") + ".png")
-            driver.save_screenshot(str(report.screenshot))
+            screenshot(driver).save(report.screenshot)
         report.errors += console_errors(driver)
         result.pages[rel] = report
 
@@ -392,7 +419,7 @@ def build_demo_site(work: Path, docs: bool = True, log: Any = print) -> tuple[Pa
     is renamed to :data:`HOSTILE_NAME` in words.txt after the dataset is drawn, so every page
     that names it shows hostile text.
     """
-    import subprocess
+    import runpy
     import sys
 
     from edvis.cli import main
@@ -410,11 +437,15 @@ def build_demo_site(work: Path, docs: bool = True, log: Any = print) -> tuple[Pa
     if main(["train", "--data", str(data), "--run", str(run), "--epochs", str(DEMO_EPOCHS), "--batch-size", "12",
              "--device", "cpu"]):
         raise RuntimeError("edvis train failed")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, str(repo / "build.py"), "--run", str(run), "--out", str(out)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode:
-        raise RuntimeError(f"build.py failed:\n{proc.stderr}")
+    # build.py itself, in this process (torch is imported already): export → render → analyze → site
+    argv, sys.argv = sys.argv, [str(repo / "build.py"), "--run", str(run), "--out", str(out)]
+    try:
+        runpy.run_path(str(repo / "build.py"), run_name="__main__")
+    except SystemExit as e:
+        if e.code:
+            raise RuntimeError(f"build.py failed with status {e.code}") from e
+    finally:
+        sys.argv = argv
     if docs:
         build_docs(out / "docs")
     log(f"demo site built in {time.monotonic() - t0:.1f} s: {out}")

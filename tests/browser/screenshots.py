@@ -51,7 +51,9 @@ def shoot(site: Path, out: Path, class_index: int, window: tuple[int, int], log=
             if page is None or not (site / page).is_file():
                 continue
             harness.open_page(driver, base + page)
-            harness.reveal_all(driver)
+            harness.reveal_all(driver, window)
+            harness.set_viewport(driver, *window)
+            harness.settle(driver)
             errors = [e for e in harness.console_errors(driver) if "/favicon.ico " not in e]
             if errors:
                 raise RuntimeError(f"{page}: console errors: {errors}")

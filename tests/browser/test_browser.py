@@ -159,7 +159,7 @@ def test_hostile_class_name_is_text_not_markup(
     labels = [c.get_attribute("aria-label") for c in driver.find_elements(By.CSS_SELECTOR, "#grid canvas")]
     assert labels and all(f"true class {name}:" in label for label in labels)
 
-    harness.open_page(driver, roots[mode] + "index.html")
+    harness.open_page(driver, roots[mode] + "classes.html")
     assert harness.dialogs(driver) == []
     link = driver.find_element(By.CSS_SELECTOR, f"a[href='{page}']")
     assert driver.execute_script("return arguments[0].textContent", link) == name
@@ -189,7 +189,6 @@ def test_epoch_slider_redraws_the_maps(driver: Any, demo: tuple[Path, Path], roo
     assert changed == expected_changed_maps(run, 0, 1, harness.DEMO_EPOCHS) > 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs the site branch: the epoch slider keeps its epoch in the URL (?epoch=N)")
 def test_epoch_slider_is_kept_in_the_url(driver: Any, demo: tuple[Path, Path], roots: dict[str, str]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -211,31 +210,52 @@ def test_epoch_slider_is_kept_in_the_url(driver: Any, demo: tuple[Path, Path], r
 # -- the class index -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="needs the site branch: the class index (classes.html) sorts and filters")
+def final_top1_by_class(run: Path) -> list[float]:
+    """Each class's top-1 accuracy at the last epoch, from the render store's clean unit."""
+    from edvis.store import RenderStore, Unit
+
+    store = RenderStore(run / "render")
+    labels = np.asarray(store.manifest()["val"]["labels"])
+    top1 = store.read(Unit("clean", harness.DEMO_EPOCHS))["top5"][:, 0]
+    return [float((top1[labels == c] == c).mean()) for c in range(3)]
+
+
 def test_class_index_sorts_and_filters(driver: Any, demo: tuple[Path, Path], roots: dict[str, str]) -> None:
     from selenium.webdriver.common.by import By
 
+    names = ["disc", harness.HOSTILE_NAME, "ring"]
     harness.open_page(driver, roots["http"] + "classes.html")
     table = driver.find_element(By.ID, "class-index")
 
-    def names() -> list[str]:
-        return [r.find_element(By.CSS_SELECTOR, "td.text a").text
+    def shown() -> list[str]:
+        return [driver.execute_script("return arguments[0].textContent", r.find_element(By.CSS_SELECTOR, "td.text a"))
                 for r in table.find_elements(By.CSS_SELECTOR, "tbody tr") if r.is_displayed()]
 
-    assert names() == ["disc", harness.HOSTILE_NAME, "ring"]
-    heads = table.find_elements(By.CSS_SELECTOR, "thead th")
-    by_name = next(h for h in heads if h.text.strip().startswith("Class"))
-    by_name.find_element(By.TAG_NAME, "button").click()
-    assert names() == sorted(names(), key=str.lower) == [harness.HOSTILE_NAME, "disc", "ring"]
-    by_name.find_element(By.TAG_NAME, "button").click()
-    assert names() == ["ring", "disc", harness.HOSTILE_NAME]
+    def sort_by(heading: str) -> None:
+        head = next(h for h in table.find_elements(By.CSS_SELECTOR, "thead th") if h.text.strip() == heading)
+        head.find_element(By.CSS_SELECTOR, "button").click()
+
+    assert shown() == names
+    sort_by("Class")
+    assert shown() == sorted(names, key=str.lower)  # "<" sorts before letters
+    sort_by("Class")
+    assert shown() == sorted(names, key=str.lower, reverse=True)
+    sort_by("Top-1")  # ascending, ties in class order
+    top1 = final_top1_by_class(demo[0])
+    assert shown() == [names[c] for c in sorted(range(3), key=lambda c: (top1[c], c))]
 
     box = driver.find_element(By.ID, "class-filter")
-    box.send_keys("ærø")  # the filter matches non-ASCII letters, case-insensitively
-    assert names() == [harness.HOSTILE_NAME]
+    assert box.is_displayed()
+    box.send_keys("ÆRØ")  # non-ASCII letters, any case
+    assert shown() == [harness.HOSTILE_NAME]
+    assert driver.find_element(By.ID, "class-count").text == "1 of 3 classes"
     box.clear()
-    box.send_keys("RING")
-    assert names() == ["ring"]
+    box.send_keys("ring")
+    assert shown() == ["ring"]
+    box.clear()
+    box.send_keys("nothing like it")
+    assert shown() == []
+    assert driver.find_element(By.ID, "class-count").text == "0 of 3 classes"
 
 
 # -- the harness itself ----------------------------------------------------------------------------
