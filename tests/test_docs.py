@@ -78,8 +78,9 @@ def test_docs_build_strictly_and_fetch_nothing_from_elsewhere(tmp_path):
                           cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     pages = {p.name for p in out.glob("*.html")}
-    assert {"index.html", "cli.html", "training.html", "model.html", "tour.html", "paper.html", "hosting.html",
-            "citing.html", "troubleshooting.html", "rendering.html", "analysis.html", "perturbations.html"} <= pages
+    assert {"index.html", "cli.html", "tiny-imagenet.html", "training.html", "model.html", "tour.html", "paper.html",
+            "hosting.html", "citing.html", "troubleshooting.html", "rendering.html", "analysis.html",
+            "perturbations.html"} <= pages
     cli = (out / "cli.html").read_text(encoding="utf-8")
     for flag in ("--train-per-class", "--keep-zip", "--batch-size", "--shard", "--merge", "--pattern-threshold",
                  "--timeline-images"):

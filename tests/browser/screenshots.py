@@ -19,17 +19,18 @@ from PIL import Image
 
 from . import harness
 
-#: (name, page) in tour order; pages the site does not have are skipped.
+#: (name, page, id of the element to scroll to) in tour order; pages the site does not have are skipped.
 PAGES = [
-    ("home", "index.html"),
-    ("classes", "classes.html"),
-    ("class", None),  # the page of --class-index
-    ("galleries", "galleries.html"),
-    ("errors", "errors.html"),
-    ("perturbations", "perturbations.html"),
-    ("layers", "layers.html"),
-    ("compare", "compare.html"),
-    ("figures", "figures.html"),
+    ("home", "index.html", None),
+    ("classes", "classes.html", None),
+    ("class", None, "images"),  # the page of --class-index, at its image grid
+    ("galleries", "galleries.html", None),
+    ("errors", "errors.html", None),
+    ("perturbations", "perturbations.html", None),
+    ("perturbation", "perturbations/gray.html", None),
+    ("layers", "layers.html", None),
+    ("compare", "compare.html", None),
+    ("figures", "figures.html", None),
 ]
 
 
@@ -46,13 +47,15 @@ def shoot(site: Path, out: Path, class_index: int, window: tuple[int, int], log=
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with harness.serve(site) as base, harness.browser(window) as driver:
-        for name, page in PAGES:
+        for name, page, anchor in PAGES:
             page = page or class_page(site, class_index)
             if page is None or not (site / page).is_file():
                 continue
             harness.open_page(driver, base + page)
             harness.reveal_all(driver, window)
             harness.set_viewport(driver, *window)
+            if anchor:
+                driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", anchor)
             harness.settle(driver)
             errors = [e for e in harness.console_errors(driver) if "/favicon.ico " not in e]
             if errors:
