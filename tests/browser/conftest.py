@@ -69,5 +69,5 @@ def crawls(demo: tuple[Path, Path], driver: Any, roots: dict[str, str]) -> dict[
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.is_dir() else []
-    if shots and any(r.nodeid.startswith("tests/browser") for r in terminalreporter.stats.get("passed", [])):
+    if shots and any("test_screenshots_of_every_page_are_saved" in r.nodeid for r in terminalreporter.stats.get("passed", [])):
         terminalreporter.write_line(f"browser screenshots: {len(shots)} pages in {SCREENSHOTS}")

@@ -46,7 +46,7 @@ FLAGS = (
 )
 WINDOW = (1280, 900)
 PAGE_TIMEOUT = 20.0  # seconds for one page to load and draw
-MAX_HEIGHT = 16000  # CSS pixels of page checked at once (Chromium's largest screenshot is 16384)
+MAX_HEIGHT = 8000  # tallest viewport in CSS pixels; a taller page is scrolled through
 
 #: Runs before any script of every page: records alert/confirm/prompt instead of showing them.
 TRAP_DIALOGS = """
@@ -90,6 +90,29 @@ return out;
 """
 
 
+#: Async: once the document and its images are done and two frames drawn, returns the page's
+#: height, the trapped dialogs and MEASURE's result, in one round trip.
+SETTLE_AND_MEASURE = r"""
+const done = arguments[arguments.length - 1];
+const deadline = Date.now() + arguments[0];
+// lazy images outside the viewport are not loaded until scrolled to, so they do not count here
+function waiting(i) {
+  const r = i.getBoundingClientRect();
+  return !i.complete && !(i.loading === "lazy" && (r.bottom < 0 || r.top > innerHeight));
+}
+function ready() {
+  return document.readyState === "complete" && !Array.from(document.images).some(waiting);
+}
+function finish() {
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    const measured = (function () {""" + MEASURE + r"""})();
+    done({height: document.documentElement.scrollHeight, dialogs: window.__edvisDialogs || [], ...measured});
+  }));
+}
+(function wait() { if (ready() || Date.now() > deadline) finish(); else setTimeout(wait, 20); })();
+"""
+
+
 class BrowserMissing(RuntimeError):
     """Chromium, chromedriver or selenium is not installed."""
 
@@ -126,6 +149,7 @@ def launch(profile: Path, window: tuple[int, int] = WINDOW) -> Any:
     options.set_capability("unhandledPromptBehavior", "ignore")
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     driver.set_page_load_timeout(PAGE_TIMEOUT)
+    driver.set_script_timeout(PAGE_TIMEOUT + 10)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": TRAP_DIALOGS})
     set_viewport(driver, *window)  # the viewport itself, not the window around it
     return driver
@@ -173,34 +197,15 @@ def console_errors(driver: Any) -> list[str]:
     return [f"{e.get('source', '')}: {e['message']}" for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
-def open_page(driver: Any, url: str) -> None:
-    """Load ``url`` and wait until the document, its images and a couple of frames are done."""
+def open_page(driver: Any, url: str) -> dict[str, Any]:
+    """Load ``url``, wait until it has loaded and drawn everything, and measure it (see settle_and_measure)."""
     driver.get(url)
-    deadline = time.monotonic() + PAGE_TIMEOUT
-    while time.monotonic() < deadline:
-        if driver.execute_script(
-            "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"
-        ):
-            break
-        time.sleep(0.05)
-    # two animation frames: whatever the page draws on load has been drawn
-    driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "requestAnimationFrame(() => requestAnimationFrame(() => done(true)));"
-    )
+    return settle_and_measure(driver)
 
 
 def settle(driver: Any) -> None:
-    """Wait until every image is loaded (or failed) and two animation frames have been drawn."""
-    deadline = time.monotonic() + PAGE_TIMEOUT
-    while time.monotonic() < deadline and not driver.execute_script(
-        "return Array.from(document.images).every(i => i.complete)"
-    ):
-        time.sleep(0.05)
-    driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "requestAnimationFrame(() => requestAnimationFrame(() => done(true)));"
-    )
+    """Wait until the images in view are loaded (or failed) and two animation frames are drawn."""
+    driver.execute_async_script(SETTLE_AND_MEASURE, int(PAGE_TIMEOUT * 1000))
 
 
 def set_viewport(driver: Any, width: int, height: int) -> None:
@@ -209,35 +214,42 @@ def set_viewport(driver: Any, width: int, height: int) -> None:
                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
-def reveal_all(driver: Any, window: tuple[int, int] = WINDOW) -> int:
-    """Grow the viewport to the whole page, so lazy images load and lazily drawn canvases draw.
+def settle_and_measure(driver: Any) -> dict[str, Any]:
+    """Wait for the page, grow the viewport to its height (up to MAX_HEIGHT), and measure it.
 
-    Returns the viewport height used (the page's height, at most MAX_HEIGHT). Call
-    ``set_viewport(driver, *window)`` to go back.
+    A page taller than that is scrolled through, so that every lazy image loads. Returns
+    MEASURE's result with the page's ``height`` and the trapped ``dialogs``.
     """
-    height = 0
-    for _ in range(4):  # the page may grow as its images load
-        wanted = min(MAX_HEIGHT, int(driver.execute_script("return document.documentElement.scrollHeight")))
-        if wanted <= height:
-            break
-        height = max(wanted, window[1])
-        set_viewport(driver, window[0], height)
+    def run() -> dict[str, Any]:
+        return driver.execute_async_script(SETTLE_AND_MEASURE, int(PAGE_TIMEOUT * 1000))
+
+    width, height = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    found = run()
+    if found["height"] > height and height < MAX_HEIGHT:
+        height = min(MAX_HEIGHT, found["height"])
+        set_viewport(driver, width, height)
+        found = run()
+    if found["height"] > height:
+        for y in range(height, found["height"], height):
+            driver.execute_script("window.scrollTo(0, arguments[0])", y)
+            run()
         driver.execute_script("window.scrollTo(0, 0)")
-        settle(driver)
-    return height
+        found = run()
+    return found
 
 
-def screenshot(driver: Any) -> Any:
-    """The viewport as a PIL RGB image (device pixels = CSS pixels, see :func:`set_viewport`)."""
+def screenshot(driver: Any, clip: tuple[int, int] | None = None) -> Any:
+    """The viewport (or its top-left ``clip`` = (width, height)) as a PIL RGB image.
+
+    Device pixels are CSS pixels (see :func:`set_viewport`).
+    """
     from PIL import Image
 
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    params: dict[str, Any] = {"format": "png"}
+    if clip:
+        params["clip"] = {"x": 0, "y": 0, "width": clip[0], "height": clip[1], "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", params)
     return Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
-
-
-def measure(driver: Any) -> dict[str, list[dict[str, Any]]]:
-    """Every image's and canvas's size and, where readable, the canvas's pixel statistics."""
-    return driver.execute_script(MEASURE)
 
 
 def element_pixels(element: Any) -> tuple[int, str]:
@@ -344,7 +356,8 @@ def crawl(
     ``Crawl.broken``. Paths starting with one of ``skip`` are checked for existence only, not
     opened (e.g. a separately built documentation folder). Links (``<a href>``) may point
     elsewhere; anything else fetched from outside the site is broken. With ``screenshots``, a
-    viewport-sized PNG of each page is saved there.
+    PNG of the top of each page (WINDOW) is saved there. The viewport grows to the tallest page
+    seen (up to MAX_HEIGHT), so lazy images load and lazily drawn canvases draw.
     """
     result = Crawl()
     queue = [start]
@@ -353,25 +366,19 @@ def crawl(
     while queue:
         rel = queue.pop(0)
         url = root_url + urllib.parse.quote(rel)
-        open_page(driver, url)
-        height = reveal_all(driver)
+        found = open_page(driver, url)
         report = PageReport(url=url, path=rel, title=driver.title, errors=console_errors(driver),
-                            dialogs=dialogs(driver), **measure(driver))
+                            dialogs=found["dialogs"], images=found["images"], canvases=found["canvases"])
         # A canvas is blank when nothing was drawn on it: every pixel transparent. A canvas the
         # page cannot read back (from file://) has had a loaded image of another origin drawn on
         # it, the only thing that clears a canvas's origin-clean flag, so it is not blank.
         for c in report.canvases:
-            drawn = c["opaque"] > 0 if c["readable"] else c["rect"][3] <= height
-            if not drawn:
+            if c["readable"] and c["opaque"] == 0:
                 report.blank_canvases.append(c["label"] or c["id"] or f"canvas #{c['index']}")
-        set_viewport(driver, *WINDOW)
         if screenshots is not None:
             screenshots.mkdir(parents=True, exist_ok=True)
-            driver.execute_script("window.scrollTo(0, 0)")
-            settle(driver)
             report.screenshot = screenshots / (rel.replace("/", "__").removesuffix(".html") + ".png")
-            screenshot(driver).save(report.screenshot)
-        report.errors += console_errors(driver)
+            screenshot(driver, clip=WINDOW).save(report.screenshot)  # the top of the page
         result.pages[rel] = report
 
         text = (site_dir / rel).read_text(encoding="utf-8")

@@ -11,7 +11,6 @@ page logs a console error, so a broken build never ends up in the docs.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -51,8 +50,9 @@ def shoot(site: Path, out: Path, class_index: int, window: tuple[int, int], log=
             page = page or class_page(site, class_index)
             if page is None or not (site / page).is_file():
                 continue
+            harness.set_viewport(driver, *window)
             harness.open_page(driver, base + page)
-            harness.reveal_all(driver, window)
+            harness.settle_and_measure(driver)  # every lazy image loaded, every canvas drawn
             harness.set_viewport(driver, *window)
             if anchor:
                 driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", anchor)
@@ -60,7 +60,7 @@ def shoot(site: Path, out: Path, class_index: int, window: tuple[int, int], log=
             errors = [e for e in harness.console_errors(driver) if "/favicon.ico " not in e]
             if errors:
                 raise RuntimeError(f"{page}: console errors: {errors}")
-            shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+            shot = harness.screenshot(driver, clip=window)
             path = out / f"site-{name}.png"
             shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
             log(f"screenshots: {page} → {path} ({path.stat().st_size // 1024} KB)")
