@@ -190,6 +190,8 @@ def render_run(
     names = resolve_perturbations(perturbations)
     shas = {e: run.read_export_record(e)["sha256"] for e in epochs}
     store = RenderStore(run.render_dir)
+    if store.manifest_path.exists():
+        store.manifest()  # refuses a store of another schema, even when there is nothing to do
     if store.root.is_dir():  # temporary files of killed renders (an hour old: shards may be at work)
         atomic.sweep_temps(store.root, older_than=3600)
     mine = plan_units(epochs, names, shard)

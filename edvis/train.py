@@ -196,6 +196,22 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return ckpt
 
 
+def _logged_rows(run: Run, done: list[int]) -> list[dict[str, Any]]:
+    """The metrics rows of the epochs in ``done``, from metrics.jsonl or else their checkpoints.
+
+    A kill between a checkpoint's rename and the metrics write loses that epoch's row from
+    metrics.jsonl only: every checkpoint carries its own row.
+    """
+    logged = {r["epoch"]: r for r in run.read_metrics() if r["epoch"] in done}
+    rows = []
+    for e in done:
+        row = logged.get(e) or load_checkpoint(run.checkpoint(e)).get("metrics")
+        if row is None:
+            raise RunError(f"{run.checkpoint(e)} holds no metrics row and {run.metrics_path} lacks epoch {e}")
+        rows.append(row)
+    return rows
+
+
 def train(
     run_dir: str | Path,
     data_root: str | Path,
@@ -228,7 +244,7 @@ def train(
     opt = make_optimizer(model, cfg)
     done = run.checkpoint_epochs()
     start = 0
-    rows = [r for r in run.read_metrics() if r["epoch"] in done]
+    rows: list[dict[str, Any]] = []
     if done:
         last = run.checkpoint(done[-1])
         ckpt = load_checkpoint(last, map_location=device)
@@ -240,6 +256,7 @@ def train(
         opt.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
         start = ckpt["epoch"]
+        rows = _logged_rows(run, done)
         if start >= cfg.epochs:
             log(f"all {cfg.epochs} epochs already trained")
             return rows
