@@ -46,6 +46,13 @@ TAPS: dict[str, list[tuple[str, str]]] = {
         ("expand", "decoder.expand"),  # one channel per class: (C, H/32, W/32)
         ("up1", "decoder.up1"),  # (C, H/16, W/16); the maps are up2's output
     ],
+    "cam-resnet18": [  # the maps (CAM) are computed from layer4
+        ("conv1", "encoder.2"),
+        ("layer1", "encoder.4"),
+        ("layer2", "encoder.5"),
+        ("layer3", "encoder.6"),
+        ("layer4", "encoder.7"),
+    ],
 }
 
 

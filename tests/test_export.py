@@ -11,10 +11,10 @@ from edvis.run import Run, RunError
 from edvis.train import CHECKPOINT_SCHEMA
 
 
-def _fake_run(root, num_classes=20, epochs=(1, 2), seed=0):
+def _fake_run(root, num_classes=20, epochs=(1, 2), seed=0, name="edvis-resnet18"):
     """A run folder holding checkpoints of randomly initialised (BN statistics perturbed) models."""
     run = Run(root)
-    mc = ModelConfig(num_classes=num_classes, variant="paper")
+    mc = ModelConfig(num_classes=num_classes, variant="paper", name=name)
     for e in epochs:
         torch.manual_seed(seed + e)
         model = build_model(mc)
@@ -95,3 +95,15 @@ def test_parity_check_fails_for_a_different_model(tmp_path):
 def test_no_checkpoints_is_a_clear_error(tmp_path):
     with pytest.raises(RunError, match="no checkpoints"):
         export_run(tmp_path, log=lambda s: None)
+
+
+def test_cam_baseline_exports_the_same_outputs_with_its_own_map_size(tmp_path, real_images):
+    run = _fake_run(tmp_path, num_classes=5, epochs=(1,), name="cam-resnet18")
+    export_run(tmp_path, check_images=real_images, log=lambda s: None)
+    model = onnx.load(str(run.onnx(1)))
+    assert [o.name for o in model.graph.output] == ["logits", "maps"]
+    session = ort.InferenceSession(str(run.onnx(1)), providers=["CPUExecutionProvider"])
+    logits, maps = session.run(None, {"images": real_images[:3]})
+    assert logits.shape == (3, 5) and maps.shape == (3, 5, 2, 2)  # 64 px / 32
+    # The CAM includes the class bias, so its spatial mean is the logit, inside the graph too.
+    np.testing.assert_allclose(maps.mean(axis=(2, 3)), logits, atol=1e-4, rtol=1e-4)
