@@ -8,8 +8,10 @@ exit with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +49,21 @@ def pick_device(name: str) -> Any:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from edvis.train import resolve_config, train
+    from dataclasses import fields
 
-    cfg = resolve_config(
-        a.recipe, epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
-        weight_decay=a.weight_decay, seed=a.seed,
-    )
-    device = pick_device(a.device)
-    _log(f"train: device {device}")
-    train(a.run, a.data, {"variant": a.variant}, cfg, device)
+    from edvis.train import Runtime, TrainConfig, distributed, resolve_config, train
+
+    # Every TrainConfig field has a flag of the same name; None keeps the recipe's value.
+    cfg = resolve_config(a.recipe, **{f.name: getattr(a, f.name, None) for f in fields(TrainConfig) if f.name != "recipe"})
+    if cfg.pretrained not in ("", "imagenet"):
+        cfg = replace(cfg, pretrained=str(Path(cfg.pretrained).expanduser().resolve()))
+    runtime = Runtime(workers=a.workers, preload=a.preload, amp=a.amp, channels_last=a.channels_last)
+    model = {"name": a.model, "variant": a.variant, "dropout": a.dropout, "image_size": a.image_size}
+    with distributed(pick_device(a.device)) as device:
+        if os.environ.get("RANK", "0") == "0":
+            _log(f"train: device {device}")
+        train(a.run, a.data, {k: v for k, v in model.items() if v is not None}, cfg, device,
+              runtime=runtime, resume=a.resume)
 
 
 def _check_images(run_dir: Path, count: int = 16) -> Any:
@@ -100,6 +108,11 @@ def cmd_site(a: argparse.Namespace) -> None:
     _log(f"site: {index}")
 
 
+def _default_workers() -> int:
+    """Loader worker processes per training process: half the CPU cores, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -140,24 +153,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train, one checkpoint per epoch; rerun to resume",
                        description="Train into RUN (one checkpoint per epoch and metrics.jsonl). "
-                       "Rerunning the same command resumes after the last complete epoch.")
+                       "Rerunning the same command resumes after the last complete epoch. Settings start from "
+                       "--recipe; every other flag overrides one of them. Several processes: "
+                       "torchrun --standalone --nproc_per_node N -m edvis train --run-dir RUN ... (DistributedDataParallel; "
+                       "--batch-size is the global batch).")
     t.add_argument("--data", required=True, type=Path,
                    help="dataset folder: Tiny ImageNet layout or train/ + val/ ImageFolder trees")
-    t.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    # torchrun's own parser reads "--run" as an ambiguous abbreviation of its --run-path.
+    t.add_argument("--run", "--run-dir", type=Path, default=Path(DEFAULT_RUN),
+                   help=f"run folder (default {DEFAULT_RUN}); under torchrun spell it --run-dir")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the last complete epoch and fail if RUN has none (without it, an existing "
+                   "run is resumed too, and an empty one started)")
     t.add_argument("--recipe", default="demo", choices=["demo", "author"],
                    help="settings to start from: demo (Adam, sized for the embedded dataset on a CPU) or "
                    "author (the seed paper's code: SGD lr 1e-4, batch 100, 80 epochs, cosine) (default demo)")
-    t.add_argument("--variant", default="author", choices=["paper", "author"],
-                   help="decoder as the paper's text (BatchNorm, Dropout) or the author's code "
+    m = t.add_argument_group("model")
+    m.add_argument("--model", default="edvis-resnet18", choices=["edvis-resnet18", "cam-resnet18"],
+                   help="edvis-resnet18: the encoder-decoder whose class maps are its logits; cam-resnet18: the "
+                   "baseline, ResNet-18 with average pooling and a linear classifier, maps by CAM (default edvis-resnet18)")
+    m.add_argument("--variant", default="author", choices=["paper", "author"],
+                   help="edvis decoder as the paper's text (BatchNorm, Dropout) or the author's code "
                    "(InstanceNorm expand, Dropout2d) describes it (default author)")
-    t.add_argument("--epochs", type=int, help="number of epochs (overrides the recipe)")
-    t.add_argument("--batch-size", type=int, help="batch size (overrides the recipe)")
-    t.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser (overrides the recipe)")
-    t.add_argument("--lr", type=float, help="base learning rate (overrides the recipe)")
-    t.add_argument("--weight-decay", type=float, help="weight decay (overrides the recipe)")
-    t.add_argument("--seed", type=int, help="random seed for initialisation, batch order and augmentation (default 0)")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+    m.add_argument("--dropout", type=float, help="edvis decoder dropout probability (default 0.3)")
+    m.add_argument("--image-size", type=int,
+                   help="side images are resized to, a multiple of 32 (default 64, Tiny ImageNet's own)")
+    m.add_argument("--pretrained", metavar="imagenet|PATH",
+                   help="start the ResNet-18 encoder from torchvision's ImageNet weights (downloaded once into the "
+                   "torch hub cache) or from a local torchvision ResNet-18 state dict; fc.* is ignored (default: from scratch)")
+    o = t.add_argument_group("optimisation (each overrides the recipe)")
+    o.add_argument("--epochs", type=int, help="number of epochs")
+    o.add_argument("--batch-size", type=int, help="global batch size (split evenly over torchrun processes)")
+    o.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser")
+    o.add_argument("--lr", type=float, help="base learning rate")
+    o.add_argument("--momentum", type=float, help="SGD momentum")
+    o.add_argument("--weight-decay", type=float, help="weight decay")
+    o.add_argument("--schedule", choices=["cosine", "constant"], help="learning-rate schedule")
+    o.add_argument("--schedule-unit", choices=["step", "epoch"],
+                   help="cosine steps: every batch (step) or once per epoch, as CosineAnnealingLR (epoch)")
+    o.add_argument("--warmup-steps", type=int, help="optimiser steps of linear warm-up")
+    o.add_argument("--eta-min", type=float, help="learning rate at the end of the cosine")
+    o.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+    o.add_argument("--rotation", type=float, help="random rotation up to ± this many degrees (0: none)")
+    o.add_argument("--cutmix", type=float, help="probability that a batch is CutMix-ed (0: never)")
+    o.add_argument("--seed", type=int, help="random seed for initialisation, batch order and augmentation (default 0)")
+    r = t.add_argument_group("execution (may change on resume; results on the CPU do not depend on them)")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto picks CUDA when PyTorch sees a GPU, else the CPU (default auto)")
+    r.add_argument("--workers", type=int, default=_default_workers(),
+                   help=f"DataLoader worker processes per training process (default {_default_workers()}: half the "
+                   "CPU cores, 1 to 4; 0 loads in the training process)")
+    r.add_argument("--preload", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode every image once into memory (12 KiB each at 64 px); --no-preload decodes them on "
+                   "every pass in the workers, for data larger than memory (default on)")
+    r.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA only: float16 mixed precision with a gradient scaler; ignored on the CPU (default on)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA only: channels_last memory format; ignored on the CPU (default on)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="export every checkpoint to ONNX and check it against PyTorch",
@@ -232,7 +284,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [DatasetError, DownloadError, RunError, StoreError, ValueError,
                                          FileNotFoundError]
     for module, name in (("edvis.site", "SiteError"), ("edvis.export", "ParityError"),
-                         ("edvis.analyze", "AnalysisError")):
+                         ("edvis.analyze", "AnalysisError"), ("edvis.model", "PretrainedError")):
         mod = sys.modules.get(module)
         if mod is not None:
             errors.append(getattr(mod, name))

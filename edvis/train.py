@@ -1,30 +1,55 @@
 """Training: the epoch loop, one checkpoint per epoch, a metrics log, and resume.
 
 A checkpoint is a plain dict holding what is needed to rebuild the model (``model_config``),
-to continue training (optimiser, scheduler and RNG states) and to know where it came from
-(``train_config``, ``dataset``). It is written atomically, so a killed run never leaves a
-checkpoint that looks complete but is not; rerunning the same command resumes after the last
-complete epoch.
+to continue training (optimiser, scheduler and gradient-scaler states) and to know where it came
+from (``train_config``, ``runtime``, ``dataset``). It is written atomically, so a killed run never
+leaves a checkpoint that looks complete but is not; rerunning the same command resumes after the
+last complete epoch.
+
+Random numbers are a function of (seed, epoch, process rank): each epoch reseeds the batch order,
+the augmentation generator and torch's global generator (dropout), so a resumed epoch draws
+exactly what an uninterrupted run draws.
+
+Several processes (``torchrun --nproc_per_node N -m edvis train ...``) train one model with
+DistributedDataParallel: ``batch_size`` is the global batch, split evenly; only rank 0 writes
+and prints; validation sums counts and losses over all processes. On CUDA, mixed precision and
+channels_last are on by default; on the CPU, training is float32 and they are ignored. The
+CUDA, AMP and NCCL paths are written the standard way but untested here (CPU-only machines).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from edvis import atomic
-from edvis.data import InMemorySplit, augment, cutmix, to_float
+from edvis.data import augment, cutmix, to_float
 from edvis.dataset import open_dataset
-from edvis.model import ModelConfig, build_model
+from edvis.loader import (
+    ImageSplit,
+    ShardSampler,
+    make_loader,
+    train_sampler,
+    unpack,
+)
+from edvis.model import ModelConfig, build_model, load_pretrained
 from edvis.run import Run, RunError, check_model_config
 
 CHECKPOINT_SCHEMA = 1
@@ -47,6 +72,7 @@ class TrainConfig:
     rotation: float = 0.0
     cutmix: float = 0.0  # probability that a batch is CutMix-ed
     seed: int = 0
+    pretrained: str = ""  # "" (from scratch), "imagenet", or the path of a ResNet-18 state dict
 
     def __post_init__(self) -> None:
         checks = {
@@ -106,9 +132,83 @@ def lr_factor(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg`` names, over all of ``model``'s parameters."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How training runs, as opposed to what it computes (:class:`TrainConfig`).
+
+    Saved in ``config.json`` and every checkpoint for the record but, unlike TrainConfig, free to
+    change between a run and its resumption. On the CPU none of these changes results: loader
+    workers only decode and gather images, and ``amp`` / ``channels_last`` apply on CUDA only
+    (untested here: the machines edvis is checked on have no GPU).
+    """
+
+    workers: int = 0  # DataLoader worker processes per training process
+    preload: bool = True  # decode every image once into memory, else on every pass in the workers
+    amp: bool = True  # CUDA only: float16 autocast with a gradient scaler
+    channels_last: bool = True  # CUDA only: NHWC memory format for model and inputs
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"--workers: invalid value {self.workers!r} (0 loads in the training process)")
+
+    def resolved(self, device: torch.device) -> Runtime:
+        """The settings in effect on ``device``: AMP and channels_last off on the CPU."""
+        if device.type == "cuda":
+            return self
+        return replace(self, amp=False, channels_last=False)
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of this process; (0, 1) outside torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@contextlib.contextmanager
+def distributed(device: torch.device) -> Iterator[torch.device]:
+    """Join the process group torchrun describes in the environment, if any.
+
+    Yields the device this process trains on: under torchrun with CUDA, GPU ``LOCAL_RANK`` and
+    the NCCL backend; on the CPU, the gloo backend. Without torchrun (``WORLD_SIZE`` unset or 1)
+    this does nothing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield device
+        return
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend)  # MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE from torchrun
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+def _all_sum(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` summed over all processes (``t`` itself when there is one), on the CPU."""
+    if world()[1] == 1:
+        return t
+    t = t.to(device)  # NCCL reduces CUDA tensors only
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.cpu()
+
+
+def _seed(*keys: int) -> int:
+    """An independent 63-bit seed for each tuple of keys (e.g. seed, epoch, rank, stream)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 class Progress:
@@ -120,52 +220,106 @@ class Progress:
         self.interval = interval
         self.last = 0.0
 
-    def update(self, text: str, force: bool = False) -> None:
+    def update(self, text: str | Callable[[], str], force: bool = False) -> None:
+        """Show ``text`` (a string, or a function making it only when it is shown)."""
         now = time.monotonic()
         if not force and now - self.last < self.interval:
             return
         self.last = now
+        line = text() if callable(text) else text
         if self.tty:
-            self.stream.write("\r\033[K" + text)
+            self.stream.write("\r\033[K" + line)
         else:
-            self.stream.write(text + "\n")
+            self.stream.write(line + "\n")
         self.stream.flush()
 
     def done(self, text: str) -> None:
+        """End the status line with ``text``."""
         self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
         self.stream.flush()
 
 
+class Silent(Progress):
+    """Progress of the processes other than rank 0: shows nothing."""
+
+    def update(self, text: str | Callable[[], str], force: bool = False) -> None:
+        pass
+
+    def done(self, text: str) -> None:
+        pass
+
+
+def train_step(
+    net: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: Tensor, targets: Tensor, amp: bool
+) -> tuple[Tensor, Tensor]:
+    """One optimiser step on (B, 3, H, W) images and (B,) labels or (B, C) soft targets.
+
+    Returns the detached loss and logits (B, C). ``amp`` runs the forward pass under float16
+    autocast (CUDA); the loss is always computed in float32.
+    """
+    with torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
+        logits, _ = net(x)
+    loss = F.cross_entropy(logits.float(), targets)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach(), logits.detach()
+
+
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, split: InMemorySplit, num_classes: int, mc: ModelConfig, device: torch.device, batch_size: int = 256
+    model: nn.Module,
+    loader: Any,
+    num_classes: int,
+    mc: ModelConfig,
+    device: torch.device,
+    amp: bool = False,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
-    """Loss, top-1, top-5 and per-class top-1 over ``split``, in eval mode."""
+    """Loss, top-1, top-5 and per-class top-1 over the images ``loader`` yields, in eval mode.
+
+    Under torch.distributed each process evaluates its own shard and the sums (losses, counts of
+    hits, images per class) are added over processes before dividing: never an average of
+    averages.
+    """
     model.eval()
-    loss_sum, top1, top5 = 0.0, 0, 0
-    hits = torch.zeros(num_classes, dtype=torch.long)
-    counts = torch.zeros(num_classes, dtype=torch.long)
+    sums = torch.zeros(4, dtype=torch.float64)  # images, loss, top-1 hits, top-5 hits
+    hits = torch.zeros(num_classes, dtype=torch.int64)
+    counts = torch.zeros(num_classes, dtype=torch.int64)
     k = min(5, num_classes)
-    for images, labels in split.batches(batch_size, shuffle=False):
-        x = to_float(images.to(device), mc.mean, mc.std)
-        logits, _ = model(x)
-        logits, labels = logits.float().cpu(), labels
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+    for batch in loader:
+        images, labels = unpack(batch)
+        x = to_float(images.to(device, non_blocking=True), mc.mean, mc.std)  # (B, 3, H, W)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits, _ = model(x)
+        logits = logits.float().cpu()  # (B, C)
         topk = logits.topk(k, dim=1).indices
         right1 = topk[:, 0] == labels
-        top1 += int(right1.sum())
-        top5 += int((topk == labels[:, None]).any(1).sum())
+        sums += torch.tensor([
+            len(labels),
+            F.cross_entropy(logits, labels, reduction="sum").item(),
+            int(right1.sum()),
+            int((topk == labels[:, None]).any(1).sum()),
+        ], dtype=torch.float64)
         hits += torch.bincount(labels[right1], minlength=num_classes)
         counts += torch.bincount(labels, minlength=num_classes)
-    n = len(split)
+    sums, hits, counts = (_all_sum(t, device) for t in (sums, hits, counts))
+    n = sums[0].item()
     per_class = [(h / c) if c else None for h, c in zip(hits.tolist(), counts.tolist())]
-    return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5 / n, "class_top1": per_class}
+    return {"loss": sums[1].item() / n, "top1": sums[2].item() / n, "top5": sums[3].item() / n,
+            "class_top1": per_class}
 
 
 def _check_same(existing: dict[str, Any], wanted: dict[str, Any], path: Path) -> None:
     diffs = []
+    # A setting added after the run was started reads as its default.
+    defaults = {"model": _defaults(ModelConfig), "train": _defaults(TrainConfig)}
     for section in ("model", "train", "dataset"):
-        old, new = existing.get(section, {}), wanted[section]
+        old = {**defaults.get(section, {}), **existing.get(section, {})}
+        new = wanted[section]
         for key in sorted(set(old) | set(new)):
             if key in ("root",):  # the same data may be reached by another path
                 continue
@@ -176,6 +330,11 @@ def _check_same(existing: dict[str, Any], wanted: dict[str, Any], path: Path) ->
             f"{path} holds a run with other settings ({'; '.join(diffs)}); "
             "choose a new run folder to train with these settings"
         )
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    d = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+    return json.loads(json.dumps(d))  # tuples → lists, as in config.json
 
 
 def _short(v: Any) -> str:
@@ -189,11 +348,45 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except FileNotFoundError:
         raise RunError(f"checkpoint not found: {path}") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (any failure to unpickle means "not readable")
         raise RunError(f"cannot read checkpoint {path} (damaged or not an edvis checkpoint): {e}") from None
     if not isinstance(ckpt, dict) or ckpt.get("schema") != CHECKPOINT_SCHEMA or "model_config" not in ckpt:
         raise RunError(f"{path} is not an edvis checkpoint of schema {CHECKPOINT_SCHEMA}")
     return ckpt
+
+
+def _logged_rows(run: Run, done: list[int]) -> list[dict[str, Any]]:
+    """The metrics rows of the epochs in ``done``, from metrics.jsonl or else their checkpoints.
+
+    A kill between a checkpoint's rename and the metrics write loses that epoch's row from
+    metrics.jsonl only: every checkpoint carries its own row.
+    """
+    logged = {r["epoch"]: r for r in run.read_metrics() if r["epoch"] in done}
+    rows = []
+    for e in done:
+        row = logged.get(e) or load_checkpoint(run.checkpoint(e)).get("metrics")
+        if row is None:
+            raise RunError(f"{run.checkpoint(e)} holds no metrics row and {run.metrics_path} lacks epoch {e}")
+        rows.append(row)
+    return rows
+
+
+def _describe(cfg: TrainConfig, mc: ModelConfig, rt: Runtime, device: torch.device, processes: int) -> str:
+    model = [f"model={mc.name}"] + ([f"variant={mc.variant}", f"dropout={mc.dropout}"] if mc.name == "edvis-resnet18" else [])
+    on = {True: "on", False: "off"}
+    return (
+        "config: " + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in asdict(cfg).items())
+        + ", " + ", ".join(model) + f", image_size={mc.image_size}, maps={mc.map_size}x{mc.map_size}"
+        + f" | device={device}, processes={processes}, workers={rt.workers}, preload={rt.preload}, "
+        f"amp={on[rt.amp]}, channels_last={on[rt.channels_last]}"
+    )
+
+
+def _status(epoch: int, epochs: int, batch: int, batches: int, sums: Tensor, t0: float, processes: int) -> str:
+    seen, loss_sum, right, _ = sums.tolist()  # this process's images, loss sum and top-1 hits
+    rate = seen * processes / (time.monotonic() - t0)
+    return (f"epoch {epoch}/{epochs}  batch {batch}/{batches}  loss {loss_sum / seen:.3f}  "
+            f"top-1 {right / seen:.3f}  {rate:.0f} img/s")
 
 
 def train(
@@ -204,84 +397,141 @@ def train(
     device: torch.device,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
     progress: Progress | None = None,
+    runtime: Runtime | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Train into ``run_dir``, resuming after its last complete epoch; returns all metrics rows.
 
     ``model_config`` holds ModelConfig fields other than ``num_classes``, which comes from the
-    dataset.
+    dataset. ``runtime`` defaults to ``Runtime()`` (no loader workers). With ``resume``, a run
+    folder without checkpoints is an error instead of a fresh start. Inside a torch.distributed
+    process group (see :func:`distributed`) every process calls this; rank 0 alone writes.
     """
-    run = Run(Path(run_dir))
+    rank, processes = world()
+    main = rank == 0
+    if not main:
+        log, progress = (lambda s: None), Silent()
     progress = progress or Progress()
+    requested = runtime or Runtime()
+    rt = requested.resolved(device)
+    run = Run(Path(run_dir))
     ds = open_dataset(data_root)
     mc = ModelConfig(num_classes=ds.num_classes, **model_config)
-    wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record()}
+    if cfg.batch_size % processes:
+        raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of the number of processes ({processes})")
+    runtime_record = {**asdict(rt), "device": str(device), "processes": processes}
+    wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record(), "runtime": runtime_record}
     wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)
     if run.checkpoint_epochs() and run.config_path.exists():  # binding once an epoch is saved
         _check_same(run.read_config(), wanted, run.config_path)
-    run.write_config(wanted)
+    done = run.checkpoint_epochs()
+    if resume and not done:
+        raise RunError(f"--resume: {run.checkpoint_dir} holds no checkpoint to resume from")
     log(f"run {run.root}: {ds.num_classes} classes, {len(ds.train)} train / {len(ds.val)} val images "
         f"({ds.layout} at {ds.root})")
-    log("config: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()) + f", variant={mc.variant}")
+    log(_describe(cfg, mc, rt, device, processes))
+    if device.type != "cuda" and (requested.amp or requested.channels_last):
+        log("note: on the CPU training runs in float32 in the default memory format; "
+            "--amp and --channels-last apply on CUDA only")
 
     torch.manual_seed(cfg.seed)
-    model = build_model(mc).to(device)
+    model = build_model(mc)
+    if cfg.pretrained and not done:  # a resumed run continues from its checkpoint instead
+        # Before anything is written: weights that cannot be had leave no run behind.
+        log(f"encoder starts from {load_pretrained(model, cfg.pretrained)}")
+    if main:
+        run.write_config(wanted)
+    model.to(device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     opt = make_optimizer(model, cfg)
-    done = run.checkpoint_epochs()
+    scaler = torch.amp.GradScaler(device.type, enabled=rt.amp)
     start = 0
-    rows = [r for r in run.read_metrics() if r["epoch"] in done]
+    rows: list[dict[str, Any]] = []
     if done:
-        last = run.checkpoint(done[-1])
-        ckpt = load_checkpoint(last, map_location=device)
-        check_model_config(ckpt["model_config"], mc.to_dict(), last, f"the run {run.root}")
+        path = run.checkpoint(done[-1])
+        try:
+            ckpt = load_checkpoint(path, map_location=device)
+        except RunError as e:
+            raise RunError(f"{e}; if it was cut short, delete it to resume from the epoch before") from None
+        check_model_config(ckpt["model_config"], mc.to_dict(), path, f"the run {run.root}")
         try:
             model.load_state_dict(ckpt["model"])
         except (RuntimeError, KeyError) as e:
-            raise RunError(f"{last}: its weights do not fit its own model_config: {str(e)[:300]}") from None
+            raise RunError(f"{path}: its weights do not fit its own model_config: {str(e)[:300]}") from None
         opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        if rt.amp and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         start = ckpt["epoch"]
+        rows = _logged_rows(run, done)
         if start >= cfg.epochs:
             log(f"all {cfg.epochs} epochs already trained")
             return rows
         log(f"resuming after epoch {start}")
+    # Every process starts from the same weights (DDP also broadcasts rank 0's at wrapping).
+    net: nn.Module = model
+    if processes > 1:
+        # 1×1 convolutions' weight gradients arrive with strides that differ from DDP's flat
+        # buckets only in their size-1 dimensions: same memory order, nothing to fix.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+        )
 
     t0 = time.monotonic()
-    train_split = InMemorySplit.load(ds.train, mc.image_size)
-    val_split = InMemorySplit.load(ds.val, mc.image_size)
-    log(f"decoded {len(train_split) + len(val_split)} images in {time.monotonic() - t0:.1f}s")
+    pin = device.type == "cuda"
+    if rt.preload:
+        log(f"decoding {len(ds.train) + len(ds.val)} images into memory ...")
+    train_split = ImageSplit(ds.train, mc.image_size, rt.preload)
+    val_split = ImageSplit(ds.val, mc.image_size, rt.preload)
+    if rt.preload:
+        log(f"decoded {len(train_split) + len(val_split)} images in {time.monotonic() - t0:.1f}s")
+    sampler = train_sampler(train_split, _seed(cfg.seed, 0), rank, processes)
+    local_batch = cfg.batch_size // processes
+    train_loader = make_loader(train_split, sampler, local_batch, rt.workers, pin, _seed(cfg.seed, 1, rank))
+    val_loader = make_loader(val_split, ShardSampler(len(val_split), rank, processes), 256, rt.workers, pin,
+                             _seed(cfg.seed, 2, rank))
 
-    steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
+    steps_per_epoch = len(train_loader)
+    k = min(5, ds.num_classes)
     for epoch in range(start + 1, cfg.epochs + 1):
-        model.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        net.train()
+        sampler.set_epoch(epoch)
+        torch.manual_seed(_seed(cfg.seed, epoch, rank, 0))  # dropout masks
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch, rank, 1))  # augmentation
         t_epoch = time.monotonic()
-        seen, loss_sum, right, right5 = 0, 0.0, 0, 0
-        for i, (images, labels) in enumerate(train_split.batches(cfg.batch_size, True, gen)):
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # images, loss, top-1, top-5 hits
+        for i, batch in enumerate(train_loader):
+            images, labels = unpack(batch)
             step = (epoch - 1) * steps_per_epoch + i
             lr = cfg.lr * lr_factor(step, steps_per_epoch, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
-            x = augment(to_float(images.to(device), mc.mean, mc.std), gen, cfg.hflip, cfg.rotation)
-            labels = labels.to(device)
+            images = images.to(device, non_blocking=True)  # (b, H, W, 3) uint8
+            labels = labels.to(device, non_blocking=True)  # (b,)
+            x = augment(to_float(images, mc.mean, mc.std), gen, cfg.hflip, cfg.rotation)  # (b, 3, H, W)
             x, targets = cutmix(x, labels, ds.num_classes, gen, cfg.cutmix)
-            logits, _ = model(x)
-            loss = F.cross_entropy(logits, targets)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            seen += len(labels)
-            loss_sum += loss.item() * len(labels)
-            topk = logits.detach().topk(min(5, ds.num_classes), dim=1).indices
-            right += int((topk[:, 0] == labels).sum())
-            right5 += int((topk == labels[:, None]).any(1).sum())
-            rate = seen / (time.monotonic() - t_epoch)
-            progress.update(
-                f"epoch {epoch}/{cfg.epochs}  batch {i + 1}/{steps_per_epoch}  "
-                f"loss {loss_sum / seen:.3f}  top-1 {right / seen:.3f}  {rate:.0f} img/s",
-                force=i + 1 == steps_per_epoch,
-            )
+            if rt.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, logits = train_step(net, opt, scaler, x, targets, rt.amp)
+            topk = logits.topk(k, dim=1).indices
+            # Kept on the device: no synchronisation per step.
+            sums += torch.stack([
+                torch.tensor(len(labels), device=device), loss * len(labels),
+                (topk[:, 0] == labels).sum(), (topk == labels[:, None]).any(1).sum(),
+            ]).double()
+            status = partial(_status, epoch, cfg.epochs, i + 1, steps_per_epoch, sums, t_epoch, processes)
+            progress.update(status, force=i + 1 == steps_per_epoch)
+        seen, loss_sum, right, right5 = _all_sum(sums.cpu(), device).tolist()
         train_seconds = time.monotonic() - t_epoch
-        val = evaluate(model, val_split, ds.num_classes, mc, device)
+        if processes > 1:
+            # BatchNorm running statistics were last updated from each process's own batch: use
+            # rank 0's everywhere, as the checkpoint does.
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
+        val = evaluate(model, val_loader, ds.num_classes, mc, device, rt.amp, rt.channels_last)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / seen,
@@ -293,24 +543,29 @@ def train(
             "val_class_top1": val["class_top1"],
             "lr": lr,
             "steps": epoch * steps_per_epoch,
+            "train_images": int(seen),  # over all processes; DistributedSampler pads with repeats
             "seconds": time.monotonic() - t_epoch,
             "images_per_s": seen / train_seconds,
         }
-        ckpt = {
-            "schema": CHECKPOINT_SCHEMA,
-            "epoch": epoch,
-            "model_config": mc.to_dict(),
-            "train_config": asdict(cfg),
-            "dataset": wanted["dataset"],
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "metrics": row,
-        }
-        with atomic.atomic_path(run.checkpoint(epoch)) as tmp:
-            torch.save(ckpt, tmp)
         rows.append(row)
-        run.write_metrics(rows)
+        if main:
+            ckpt = {
+                "schema": CHECKPOINT_SCHEMA,
+                "epoch": epoch,
+                "model_config": mc.to_dict(),
+                "train_config": asdict(cfg),
+                "runtime": runtime_record,
+                "dataset": wanted["dataset"],
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": {"step": epoch * steps_per_epoch, "steps_per_epoch": steps_per_epoch},
+                "scaler": scaler.state_dict() if rt.amp else None,
+                "torch_rng": torch.get_rng_state(),
+                "metrics": row,
+            }
+            with atomic.atomic_path(run.checkpoint(epoch)) as tmp:
+                torch.save(ckpt, tmp)
+            run.write_metrics(rows)
         progress.done(
             f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.3f} top-1 {row['train_top1']:.3f} | "
             f"val loss {row['val_loss']:.3f} top-1 {row['val_top1']:.3f} top-5 {row['val_top5']:.3f} | "

@@ -1,16 +1,21 @@
 """Bad input gets one clear line naming the path, and a non-zero exit, not a traceback."""
 
+import json
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
+import torch
 from PIL import Image
 
 from edvis.cli import build_parser
+from edvis.synthetic import write_dataset
+from edvis.train import TrainConfig
 
 
 def _edvis(*args):
-    return subprocess.run([sys.executable, "-m", "edvis", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "edvis", *args], check=False, capture_output=True, text=True)
 
 
 def test_every_verb_has_help_for_every_flag():
@@ -54,3 +59,30 @@ def test_site_without_a_run(tmp_path):
     r = _edvis("site", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "out"))
     assert r.returncode == 2
     assert "missing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_training_setting_has_a_flag():
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    dests = {a.dest for a in train._actions}
+    assert {f.name for f in fields(TrainConfig)} <= dests  # "recipe" is --recipe itself
+    a = build_parser().parse_args(["train", "--data", "d", "--model", "cam-resnet18", "--no-amp", "--no-channels-last",
+                                   "--workers", "3", "--no-hflip", "--pretrained", "imagenet", "--resume"])
+    assert (a.model, a.amp, a.channels_last, a.workers, a.hflip, a.pretrained, a.resume) == (
+        "cam-resnet18", False, False, 3, False, "imagenet", True)
+    a = build_parser().parse_args(["train", "--data", "d", "--run-dir", "r"])
+    assert (a.amp, a.channels_last, a.preload, a.hflip, a.lr, str(a.run)) == (True, True, True, None, None, "r")
+
+
+def test_train_prints_and_saves_the_resolved_config(tmp_path):
+    data = write_dataset(tmp_path / "data", classes=2, seed=0, train_per_class=2, val_per_class=1)
+    r = _edvis("train", "--data", str(data), "--run", str(tmp_path / "run"), "--device", "cpu", "--recipe", "author",
+               "--epochs", "1", "--model", "cam-resnet18", "--momentum", "0.5", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert "recipe='author', epochs=1, batch_size=100, optimizer='sgd', lr=0.0001, momentum=0.5" in r.stderr
+    assert "model=cam-resnet18" in r.stderr and "maps=2x2" in r.stderr
+    assert "--amp and --channels-last apply on CUDA only" in r.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "epoch_001.pt", weights_only=False)
+    for saved in (config["train"], ckpt["train_config"]):
+        assert (saved["momentum"], saved["rotation"], saved["eta_min"], saved["batch_size"]) == (0.5, 20.0, 1e-7, 100)
+    assert config["runtime"]["amp"] is False and ckpt["runtime"]["channels_last"] is False
