@@ -119,16 +119,34 @@ def test_screenshots_of_every_page_are_saved(crawls: dict[str, harness.Crawl]) -
 
 
 @pytest.mark.skipif(not WITH_DOCS, reason="mkdocs-material is not installed, so the demo site has no docs")
+@pytest.mark.parametrize("mode", MODES)
 def test_docs_load_without_console_errors_and_resolve_their_links(
-    driver: Any, demo: tuple[Path, Path], roots: dict[str, str]
+    driver: Any, demo: tuple[Path, Path], roots: dict[str, str], mode: str
 ) -> None:
-    crawl = harness.crawl(driver, demo[1], roots["http"], start=DOCS[0] + "index.html")
+    crawl = harness.crawl(driver, demo[1], roots[mode], start=DOCS[0] + "index.html")
     assert {p.path: browser_errors(p) for p in crawl.pages.values() if browser_errors(p)} == {}
     assert crawl.broken == []
     assert {"docs/cli.html", "docs/model.html", "docs/paper.html", "docs/tour.html"} <= set(crawl.pages)
     images = [i for p in crawl.pages.values() for i in p.images]
     assert any(i["src"].endswith("img/model.svg") for i in images)
     assert all(i["complete"] and min(i["natural"]) > 0 for i in images)
+
+
+@pytest.mark.skipif(not WITH_DOCS, reason="mkdocs-material is not installed, so the demo site has no docs")
+def test_docs_search_finds_a_flag(driver: Any, roots: dict[str, str]) -> None:
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    harness.open_page(driver, roots["http"] + DOCS[0] + "index.html")
+    driver.execute_script("document.getElementById('__search').checked = true")  # open the search box
+    driver.find_element(By.CSS_SELECTOR, "input.md-search__input").send_keys("torchrun")
+    deadline = time.monotonic() + harness.PAGE_TIMEOUT
+    found: list[str] = []
+    while not found and time.monotonic() < deadline:
+        found = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")]
+        time.sleep(0.1)
+    assert any("/docs/training.html" in href for href in found), found
 
 
 # -- hostile text ----------------------------------------------------------------------------------
