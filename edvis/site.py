@@ -975,7 +975,7 @@ def _fill_class(site: Site, page: ClassPage) -> None:
         top1 = None if math.isnan(v) else float(v)
         drop = None if top1 is None or base is None or s.final_epoch != clean.final_epoch else base - top1
         page.settings.append(SettingRow(s, top1, drop))
-    dropped = [row for row in page.settings if row.drop is not None]
+    dropped = [row for row in page.settings if row.drop is not None and row.drop > 0]
     page.worst = max(dropped, key=lambda row: row.drop or 0.0) if dropped else None
     if not len(m):
         return
@@ -1417,13 +1417,14 @@ def _pct(x: Any) -> str:
 def _pts(x: Any) -> str:
     """A difference of fractions in percentage points, signed; "—" when missing."""
     if isinstance(x, (int, float)) and math.isfinite(x):
-        return f"{100 * x:+.2f} pts"
+        return f"{round(100 * x, 2) + 0.0:+.2f} pts"  # + 0.0: no "-0.00"
     return "—"
 
 
 def _num(x: Any, fmt: str) -> str:
     if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
-        return format(x, fmt)
+        text = format(x, fmt)
+        return text[1:] if re.fullmatch(r"-0\.?0*", text) else text  # no "-0.00"
     return "—"
 
 
@@ -1534,6 +1535,7 @@ def _environment() -> jinja2.Environment:
     """The one Jinja2 environment: templates from TEMPLATES_DIR, autoescaped, strict."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        extensions=["jinja2.ext.do"],
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
