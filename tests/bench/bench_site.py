@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from fullstore import make_full_store
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("EDVIS_FULLSTORE", "/tmp/edvis-fullstore"))
@@ -56,7 +55,7 @@ def write_images(data: Path, files: list[str], seed: int = 0) -> None:
         return
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:64, 0:64]
-    for i, rel in enumerate(files):
+    for rel in files:
         field = rng.integers(0, 256, (4, 4, 3)).astype(np.uint8)
         image = np.asarray(Image.fromarray(field).resize((64, 64), Image.Resampling.BICUBIC), dtype=np.float64)
         cx, cy, r = rng.integers(12, 52, 2).tolist() + [int(rng.integers(6, 16))]
