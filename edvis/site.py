@@ -55,6 +55,7 @@ from PIL import Image
 
 import edvis
 from edvis import atomic, figures, picks
+from edvis.perturb import PERTURBATIONS, apply
 from edvis.run import Run
 from edvis.store import RenderStore, StoreError, Unit
 
@@ -348,6 +349,7 @@ class Setting:
     flip_rows: list[int] = field(default_factory=list)
     random_count: int = 0  # the first rows are random images, the rest random flips
     seed: int = 0
+    known: bool = True  # edvis.perturb can recompute its images
     analysis: dict[str, Any] = field(default_factory=dict)  # its row of analysis.json's table
     pack: Pack | None = field(default=None, repr=False)
     tiles: list[tuple[Tile, Tile, str]] = field(default_factory=list)  # (clean, perturbed, change)
@@ -750,12 +752,7 @@ def _kind(name: str) -> tuple[str, int | None]:
     m = re.fullmatch(r"(.+)-(\d+)", name)
     if m:
         return m.group(1), int(m.group(2))
-    try:
-        from edvis.perturb import PERTURBATIONS  # a registry lookup; numpy only
-
-        return (PERTURBATIONS[name].kind if name in PERTURBATIONS else name), None
-    except ImportError:  # pragma: no cover - perturb ships with edvis
-        return name, None
+    return (PERTURBATIONS[name].kind if name in PERTURBATIONS else name), None
 
 
 def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
@@ -796,7 +793,8 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
         rows = random_rows + [i for i in flip_rows if i not in random_rows]
         setting = Setting(name=name, slug=slug, kind=kind, severity=severity, epochs=epochs, top1=[], top5=[],
                           class_top1=np.zeros(0), rows=rows, flip_rows=flip_rows, random_count=len(random_rows),
-                          seed=_unit_seed(store, Unit(name, epochs[-1])), analysis=table.get(name, {}))
+                          seed=_unit_seed(store, Unit(name, epochs[-1])), analysis=table.get(name, {}),
+                          known=name in PERTURBATIONS)
         n_rows = len(rows)
         maps = np.zeros((2 * n_rows, len(epochs), site.map_size, site.map_size), dtype=np.uint8)
         pred = np.zeros((2 * n_rows, len(epochs)), dtype=np.int64)
@@ -1584,9 +1582,7 @@ def _sprite_pixels(site: Site, pack: Pack, images: _Images) -> np.ndarray:
     keep = not pack.key[:1].isdigit()  # class sprites are read once; other pages share images
     pixels = np.stack([images.load(i, keep=keep) for i in pack.cells])
     name = pack.extra.get("perturbation")
-    if name:
-        from edvis.perturb import apply  # numpy only
-
+    if name and name in PERTURBATIONS:  # an unknown setting (from another edvis) keeps the originals
         seed = next(s.seed for s in site.settings if s.name == name)
         keys = np.asarray([seed * site.num_val + i for i in pack.cells[1::2]], dtype=np.int64)
         pixels[1::2] = apply(name, pixels[1::2], keys)  # as rendered: key seed * N + i
