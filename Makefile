@@ -29,7 +29,16 @@ $(STAMP): pyproject.toml constraints.txt
 $(EMBEDDED)/wnids.txt: | $(STAMP)
 	$(EDVIS) synth --out $(EMBEDDED) --classes $(CLASSES) --seed $(SEED)
 
-data: $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/wnids.txt) | $(STAMP)
+# A DATA folder named tiny-imagenet-200 that does not exist yet is downloaded and unpacked
+# (edvis data resumes an interrupted download; the folder appears only once complete).
+TINY_DIR := $(patsubst %/,%,$(DATA))
+TINY_MISSING := $(if $(filter tiny-imagenet-200,$(notdir $(TINY_DIR))),$(if $(wildcard $(TINY_DIR)),,yes))
+ifeq ($(TINY_MISSING),yes)
+$(TINY_DIR)/wnids.txt: | $(STAMP)
+	$(EDVIS) data tiny-imagenet --out $(TINY_DIR)
+endif
+
+data: $(if $(filter $(EMBEDDED),$(DATA)),$(EMBEDDED)/wnids.txt) $(if $(TINY_MISSING),$(TINY_DIR)/wnids.txt) | $(STAMP)
 
 # Each stage resumes or skips what is done, so these always run and return quickly when idle.
 train: data

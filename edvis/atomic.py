@@ -48,3 +48,21 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def sweep_temps(root: str | os.PathLike[str], older_than: float = 0.0) -> int:
+    """Delete the temporary files that killed writers left under ``root``; returns how many.
+
+    Only names this module makes (``.<name>.tmp-*``) are touched, and only those last modified
+    more than ``older_than`` seconds ago (pass a margin when other writers may be at work).
+    """
+    import time
+
+    cutoff = time.time() - older_than
+    removed = 0
+    for p in Path(root).rglob(".*.tmp-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_file() and p.stat().st_mtime <= cutoff:
+                p.unlink()
+                removed += 1
+    return removed

@@ -1,4 +1,4 @@
-"""Command line: ``edvis synth | train | export | render | analyze | site``.
+"""Command line: ``edvis synth | data | train | export | render | analyze | site``.
 
 Thin argparse entry points; the only place that picks a device or an execution provider.
 Expected failures (bad paths, bad files, bad settings) print one line naming the culprit and
@@ -27,6 +27,13 @@ def cmd_synth(a: argparse.Namespace) -> None:
     out = write_dataset(a.out, classes=a.classes, seed=a.seed, train_per_class=a.train_per_class,
                         val_per_class=a.val_per_class)
     _log(f"synth: {a.classes} classes × ({a.train_per_class} train + {a.val_per_class} val) images in {out}")
+
+
+def cmd_data(a: argparse.Namespace) -> None:
+    from edvis.download import fetch_tiny_imagenet
+
+    fetch_tiny_imagenet(a.out, url=a.url, md5=a.md5, sha256=a.sha256, keep_zip=a.keep_zip,
+                        retries=a.retries, log=_log)
 
 
 def pick_device(name: str) -> Any:
@@ -105,6 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-per-class", type=int, default=300, help="training images per class (default 300)")
     s.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
     s.set_defaults(func=cmd_synth)
+
+    d = sub.add_parser("data", help="download a public dataset (resumable, checksum-verified)",
+                       description="Download, verify and unpack a public dataset. Rerun after an "
+                       "interruption to resume; a dataset already in place is left alone.")
+    datasets = d.add_subparsers(dest="dataset", required=True, metavar="DATASET",
+                                help="the dataset to download: tiny-imagenet")
+    from edvis.download import TINY_IMAGENET_MD5, TINY_IMAGENET_URL
+
+    ti = datasets.add_parser(
+        "tiny-imagenet", help="Tiny ImageNet: 200 classes, 100,000 train + 10,000 val 64×64 images (~237 MB zip)",
+        description="Download the official Tiny ImageNet zip beside OUT (as OUT.zip.part, resumed with HTTP "
+        "Range requests), check its MD5 (and SHA-256 if given), and unpack it so that OUT appears "
+        "complete or not at all.")
+    ti.add_argument("--out", required=True, type=Path,
+                    help="dataset folder to create, e.g. data/tiny-imagenet-200; the zip is downloaded beside it")
+    ti.add_argument("--url", default=TINY_IMAGENET_URL, help=f"where to download the zip from (default {TINY_IMAGENET_URL})")
+    ti.add_argument("--md5", default=TINY_IMAGENET_MD5,
+                    help=f"expected MD5 of the zip (default {TINY_IMAGENET_MD5}, the official zip's); "
+                    "'' skips it when --sha256 is given")
+    ti.add_argument("--sha256", help="expected SHA-256 of the zip, checked as well (none is published for the "
+                    "official zip; the SHA-256 of what was downloaded is printed after verifying)")
+    ti.add_argument("--keep-zip", action="store_true", help="keep OUT.zip after unpacking (default: delete it)")
+    ti.add_argument("--retries", type=int, default=5,
+                    help="attempts in a row without progress before giving up (default 5)")
+    ti.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train, one checkpoint per epoch; rerun to resume",
                        description="Train into RUN (one checkpoint per epoch and metrics.jsonl). "
@@ -193,10 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     from edvis.dataset import DatasetError
+    from edvis.download import DownloadError
     from edvis.run import RunError
     from edvis.store import StoreError
 
-    errors: list[type[BaseException]] = [DatasetError, RunError, StoreError, ValueError, FileNotFoundError]
+    errors: list[type[BaseException]] = [DatasetError, DownloadError, RunError, StoreError, ValueError,
+                                         FileNotFoundError]
     for module, name in (("edvis.site", "SiteError"), ("edvis.export", "ParityError"),
                          ("edvis.analyze", "AnalysisError")):
         mod = sys.modules.get(module)

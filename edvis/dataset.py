@@ -14,6 +14,9 @@ Imagefolder (otherwise)::
     train/<class>/**/<image>        classes are the sorted folder names under train/
     val/<class>/**/<image>          val classes must also exist under train/
 
+A tree with val/val_annotations.txt but no wnids.txt is an error (not an imagefolder), and so is
+a dataset without validation images.
+
 Train images missing from a boxes file get ``box=None``; val labels come from
 val_annotations.txt. Train is ordered by (label, file name), val by file name (Tiny ImageNet)
 or by (label, file name) (imagefolder); file names sort naturally, so ``x_2`` precedes ``x_10``.
@@ -115,6 +118,12 @@ def open_dataset(root: str | Path) -> Dataset:
     if (root / "wnids.txt").is_file():
         with _gc_paused():
             return _open_tiny_imagenet(root)
+    if (root / "val" / "val_annotations.txt").is_file():
+        # Without this check the tree would be read as an imagefolder and fail on val/images.
+        raise DatasetError(
+            f"class list not found: {root / 'wnids.txt'} ({root} has val/val_annotations.txt, so it "
+            "looks like Tiny ImageNet, whose classes and label order come from wnids.txt)"
+        )
     if (root / "train").is_dir() and (root / "val").is_dir():
         with _gc_paused():
             return _open_imagefolder(root)
@@ -170,6 +179,8 @@ def _open_tiny_imagenet(root: Path) -> Dataset:
         seen.add(name)
         box = _parse_box(fields[2:], annotations, lineno) if len(fields) == 6 else None
         val.append(Sample(val_dir / name, label_of[wnid], box))
+    if not val:
+        raise DatasetError(f"no validation images: {annotations} lists none")
     val.sort(key=lambda s: _natural_key(s.path.name))
 
     return Dataset(root, "tiny-imagenet", wnids, names, tuple(train), tuple(val))
@@ -246,6 +257,8 @@ def _open_imagefolder(root: Path) -> Dataset:
             )
         files = _walk_images(val_dir / cls)
         val.extend(Sample(val_dir / cls / f, label_of[cls], None) for f in files)
+    if not val:
+        raise DatasetError(f"no validation images in {val_dir}; expected one sub-folder of images per class")
     # Val is grouped by class like train (file names may repeat across class folders).
     val.sort(key=lambda s: s.label)
 

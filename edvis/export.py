@@ -2,7 +2,9 @@
 
 The graph takes what an image file holds, ``images``: uint8 (B, H, W, 3) RGB, and returns
 ``logits`` (B, C) and ``maps`` (B, C, S, S); normalisation is inside the graph, so the renderer
-needs neither torch nor the training statistics. The batch axis is dynamic.
+needs neither torch nor the training statistics. The batch axis is dynamic. Extra outputs named
+``layer.<name>`` expose intermediate layers (``TAPS``) for the site's Layers page; asking
+onnxruntime for logits and maps only costs nothing more.
 
 Parity: on a seeded random batch and on real validation images, every output value must satisfy
 ``|ort - torch| <= ATOL + RTOL * |torch|`` (float32 on the CPU; the two runtimes order sums
@@ -24,12 +26,50 @@ import torch
 
 from edvis import atomic
 from edvis.model import Uint8Input, build_model
-from edvis.run import Run, RunError
+from edvis.run import Run, RunError, check_model_config
 from edvis.train import load_checkpoint
 
 OPSET = 17
 ATOL = 1e-4
 RTOL = 1e-3
+# Version of what an exported file holds; files of another version are exported again.
+EXPORT_FORMAT = 2  # 2: intermediate layers as extra outputs
+# Intermediate outputs exported beside logits and maps, named ``layer.<name>``, for the site's
+# Layers page: (name, path of the submodule whose output it is).
+TAPS: dict[str, list[tuple[str, str]]] = {
+    "edvis-resnet18": [
+        ("conv1", "encoder.2"),  # after conv1, bn1 and ReLU: (64, H/2, W/2)
+        ("layer1", "encoder.4"),
+        ("layer2", "encoder.5"),
+        ("layer3", "encoder.6"),
+        ("layer4", "encoder.7"),  # (512, H/32, W/32)
+        ("expand", "decoder.expand"),  # one channel per class: (C, H/32, W/32)
+        ("up1", "decoder.up1"),  # (C, H/16, W/16); the maps are up2's output
+    ],
+}
+
+
+class Tapped(torch.nn.Module):
+    """``wrapped``'s outputs followed by those of the submodules ``taps`` names, in order."""
+
+    def __init__(self, wrapped: torch.nn.Module, model: torch.nn.Module, taps: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.wrapped = wrapped
+        self.names = [name for name, _ in taps]
+        self._seen: dict[str, torch.Tensor] = {}
+        for name, path in taps:
+            model.get_submodule(path).register_forward_hook(self._keep(name))
+
+    def _keep(self, name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
+            self._seen[name] = output
+
+        return hook
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self._seen.clear()
+        outputs = self.wrapped(images)
+        return (*outputs, *(self._seen[name] for name in self.names))
 
 
 class ParityError(Exception):
@@ -53,7 +93,8 @@ def is_up_to_date(run: Run, epoch: int) -> bool:
     """True when the epoch's ONNX was exported from the checkpoint now on disk."""
     try:
         info = json.loads(run.export_record(epoch).read_text())
-        return info["checkpoint"] == _stamp(run.checkpoint(epoch)) and run.onnx(epoch).stat().st_size == info["size"]
+        return (info.get("format") == EXPORT_FORMAT and info["checkpoint"] == _stamp(run.checkpoint(epoch))
+                and run.onnx(epoch).stat().st_size == info["size"])
     except (FileNotFoundError, ValueError, KeyError):
         return False
 
@@ -64,9 +105,17 @@ def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None) -
     stamp = _stamp(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     mc = ckpt["model_config"]
+    if run.config_path.exists():
+        check_model_config(mc, run.read_config()["model"], ckpt_path, f"the run {run.root}")
     model = build_model(mc)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise RunError(f"{ckpt_path}: its weights do not fit its own model_config: {str(e)[:300]}") from None
     wrapped = Uint8Input(model, mc["mean"], mc["std"]).eval()
+    taps = TAPS.get(mc.get("name", "edvis-resnet18"), [])
+    tapped = Tapped(wrapped, model, taps).eval()
+    names = ["logits", "maps", *(f"layer.{name}" for name, _ in taps)]
     size = mc["image_size"]
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     out = run.onnx(epoch)
@@ -75,14 +124,16 @@ def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None) -
         # ~5 s a checkpoint here against ~1 s; a run has one ONNX file per epoch.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapped, (example,), str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=["images"], output_names=["logits", "maps"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "maps": {0: "batch"}},
+            tapped, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+            input_names=["images"], output_names=names,
+            dynamic_axes={name: {0: "batch"} for name in ["images", *names]},
         )
         onnx.checker.check_model(str(tmp), full_check=True)
         parity = check_parity(wrapped, tmp, size, check_images)
     info = {
+        "format": EXPORT_FORMAT,
         "epoch": epoch,
+        "outputs": names,
         "checkpoint": stamp,
         "sha256": sha256_file(out),
         "size": out.stat().st_size,

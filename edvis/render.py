@@ -29,9 +29,10 @@ from edvis import atomic
 from edvis.dataset import load_images, open_dataset
 from edvis.perturb import PERTURBATIONS, apply, paper_set
 from edvis.run import Run, RunError
-from edvis.store import RenderStore, StoreError, Unit
+from edvis.store import LAYERS, RenderStore, StoreError, Unit
 
 PROVIDERS = ("auto", "cpu", "cuda")
+LAYER_PREFIX = "layer."  # ONNX outputs named layer.<name> are intermediate layers (see edvis.export)
 # Images per inference call: enough to keep the device busy, small enough for its memory.
 DEFAULT_BATCH = {"CPUExecutionProvider": 128, "CUDAExecutionProvider": 1024}
 # Bytes of perturbed images held per group of settings (two groups live at once: one being
@@ -188,12 +189,22 @@ def render_run(
     if not epochs:
         raise RunError(f"no ONNX files in {run.onnx_dir} (run `edvis export` first)")
     names = resolve_perturbations(perturbations)
-    shas = {e: run.read_export_record(e)["sha256"] for e in epochs}
+    records = {e: run.read_export_record(e) for e in epochs}
+    shas = {e: r["sha256"] for e, r in records.items()}
     store = RenderStore(run.render_dir)
+    if store.manifest_path.exists():
+        store.manifest()  # refuses a store of another schema, even when there is nothing to do
+    if store.root.is_dir():  # temporary files of killed renders (an hour old: shards may be at work)
+        atomic.sweep_temps(store.root, older_than=3600)
     mine = plan_units(epochs, names, shard)
     todo = [u for u in mine if not _up_to_date(store.meta(u), shas[u.epoch], seed)]
+    # Every layer's output for a few images, per epoch, when the ONNX file exposes them; done by
+    # the shard that has the epoch's clean unit.
+    tapped = {e for e in epochs if any(o.startswith(LAYER_PREFIX) for o in records[e].get("outputs", []))}
+    layers_todo = [u.epoch for u in mine if u.perturbation == "clean" and u.epoch in tapped
+                   and not _up_to_date(store.layers_meta(u.epoch), shas[u.epoch], seed)]
     part = "" if shard == (0, 1) else f" (shard {shard[0]}/{shard[1]}: {len(mine)} units)"
-    if not todo:
+    if not todo and not layers_todo:
         log(f"render: all {len(epochs)} epochs × {len(names)} setting(s) up to date{part}")
         return []
 
@@ -202,9 +213,13 @@ def render_run(
     options.log_severity_level = 3  # errors only: no provider chatter on a CPU-only machine
 
     def session(epoch: int) -> Any:
-        return ort.InferenceSession(str(run.onnx(epoch)), options, providers=providers)
+        try:
+            return ort.InferenceSession(str(run.onnx(epoch)), options, providers=providers)
+        except Exception as e:  # onnxruntime's errors share no base class narrower than Exception
+            raise RunError(f"cannot load {run.onnx(epoch)} (run `edvis export` again): {e}") from None
 
-    first = session(todo[0].epoch)
+    first_epoch = todo[0].epoch if todo else layers_todo[0]
+    first = session(first_epoch)
     log(provider_line(first, provider))
     batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
     maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
@@ -228,11 +243,20 @@ def render_run(
     keys = seed * len(clean) + np.arange(len(clean))  # one noise stream per (image, seed)
     log(f"render: {len(todo)} unit(s) (epoch × setting){part} × {len(clean)} images, batch {batch}; "
         f"decoded in {time.monotonic() - t0:.1f}s")
+    chosen = layer_images(labels, seed)
+    layers_left = set(layers_todo)
+
+    def write_layers(epoch: int, sess: Any) -> None:
+        taps = [o.name for o in sess.get_outputs() if o.name.startswith(LAYER_PREFIX)] + ["maps"]
+        outs = sess.run(taps, {"images": clean[chosen]})
+        named = [(t.removeprefix(LAYER_PREFIX), o) for t, o in zip(taps, outs)]
+        store.write_layers(epoch, chosen, named, {"format": UNIT_FORMAT, "onnx_sha256": shas[epoch], "seed": seed})
+        layers_left.discard(epoch)
 
     wanted = {u.perturbation for u in todo}
-    groups = group_settings([n for n in names if n in wanted], clean.nbytes)
+    groups = group_settings([n for n in names if n in wanted], clean.nbytes) if todo else []
     todo_set = set(todo)
-    spare = {todo[0].epoch: first}  # the session already opened, used once
+    spare = {first_epoch: first}  # the session already opened, used once
     done: list[Unit] = []
     start = time.monotonic()
 
@@ -247,13 +271,15 @@ def render_run(
 
     with ThreadPoolExecutor(1, "edvis-prepare") as prep, ThreadPoolExecutor(1, "edvis-write") as writer:
         pending: list[Future] = []
-        upcoming = prep.submit(prepare, groups[0])
+        upcoming = prep.submit(prepare, groups[0]) if groups else None
         for g, group in enumerate(groups):
             images = upcoming.result()
             if g + 1 < len(groups):
                 upcoming = prep.submit(prepare, groups[g + 1])
             for epoch in sorted({u.epoch for u in todo if u.perturbation in group}):
                 sess = spare.pop(epoch, None) or session(epoch)
+                if epoch in layers_left:
+                    write_layers(epoch, sess)
                 for name in group:
                     unit = Unit(name, epoch)
                     if unit not in todo_set:
@@ -271,7 +297,20 @@ def render_run(
                     pending.remove(f)
         for f in pending:
             f.result()
+    for epoch in sorted(layers_left):  # epochs whose units were all up to date
+        write_layers(epoch, spare.pop(epoch, None) or session(epoch))
+    if layers_todo:
+        log(f"render: every layer's output for {len(chosen)} images at {len(layers_todo)} epoch(s) → "
+            f"{store.root / LAYERS}")
     return done
+
+
+def layer_images(labels: np.ndarray, seed: int, k: int = 12) -> np.ndarray:
+    """Validation images whose every layer is kept: one image from each of ``k`` classes,
+    classes and images drawn with ``numpy.random.default_rng(seed)`` (sorted indices)."""
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))[:k]
+    return np.sort([rng.choice(np.flatnonzero(labels == c)) for c in classes]).astype(np.int64)
 
 
 def _up_to_date(meta: dict[str, Any] | None, sha: str, seed: int) -> bool:

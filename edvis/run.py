@@ -10,6 +10,9 @@ RUN/
   render/                  the render store (see edvis.store)
   analysis/                analysis.json and CSV tables (see edvis.analyze)
 ```
+
+config.json carries ``"schema": RUN_SCHEMA``; a run written before the field existed counts as
+schema 1. A run of another schema is refused with the path, not half read.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 from edvis import atomic
 
 _EPOCH_FILE = re.compile(r"^epoch_(\d{3,})\.(pt|onnx)$")
+
+RUN_SCHEMA = 1
 
 
 class RunError(Exception):
@@ -68,11 +73,24 @@ class Run:
         return self.onnx_dir / f"epoch_{epoch:03d}.json"
 
     def read_export_record(self, epoch: int) -> dict[str, Any]:
+        """The epoch's export record, after checking that its ONNX file has the recorded size."""
         path = self.export_record(epoch)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError) as e:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            size = record["size"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
             raise RunError(f"missing or damaged export record {path} (run `edvis export`): {e}") from None
+        onnx = self.onnx(epoch)
+        try:
+            actual = onnx.stat().st_size
+        except FileNotFoundError:
+            raise RunError(f"ONNX file missing: {onnx} (run `edvis export`)") from None
+        if actual != size:
+            raise RunError(
+                f"{onnx} is {actual} bytes but was exported as {size} (truncated or replaced); "
+                "run `edvis export` to write it again"
+            )
+        return record
 
     def checkpoint_epochs(self) -> list[int]:
         return _epochs_in(self.checkpoint_dir, "pt")
@@ -81,12 +99,26 @@ class Run:
         return _epochs_in(self.onnx_dir, "onnx")
 
     def read_config(self) -> dict[str, Any]:
+        """The run's configuration; a RunError if it is missing, damaged or of another schema."""
         try:
-            return json.loads(self.config_path.read_text(encoding="utf-8"))
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"not a training run (no config.json): {self.root}") from None
         except (OSError, ValueError) as e:
             raise RunError(f"cannot read {self.config_path}: {e}") from None
+        if not isinstance(config, dict):
+            raise RunError(f"{self.config_path} does not hold a run configuration (a JSON object)")
+        schema = config.get("schema", 1)
+        if schema != RUN_SCHEMA:
+            raise RunError(
+                f"{self.config_path} has schema {schema!r}; this edvis reads run schema {RUN_SCHEMA}: "
+                "use the edvis version that wrote it, or train into a new run folder"
+            )
+        return config
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write config.json (atomically), stamped with the run schema."""
+        atomic.write_json(self.config_path, {**config, "schema": RUN_SCHEMA})
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The per-epoch metrics, in epoch order; [] if training has not finished an epoch."""
@@ -105,6 +137,21 @@ class Run:
         # Rewritten whole (it is small) so it always matches the checkpoints on disk.
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rows, key=lambda r: r["epoch"]))
         atomic.write_text(self.metrics_path, text)
+
+
+def check_model_config(found: dict[str, Any], expected: dict[str, Any], path: Path, where: str) -> None:
+    """Raise a RunError naming ``path`` when the model it holds is not the one ``where`` describes.
+
+    Both are ModelConfig dicts; they are compared as JSON, so tuples equal lists.
+    """
+    found, expected = json.loads(json.dumps(found)), json.loads(json.dumps(expected))
+    diffs = [
+        f"{key} {found.get(key)!r} (expected {expected.get(key)!r})"
+        for key in sorted(set(found) | set(expected))
+        if found.get(key) != expected.get(key)
+    ]
+    if diffs:
+        raise RunError(f"{path} holds another model than {where}: {'; '.join(diffs)}")
 
 
 def _epochs_in(folder: Path, ext: str) -> list[int]:

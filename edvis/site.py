@@ -555,6 +555,8 @@ def build_site(
     """
     site = collect(Path(run_dir), timeline_images=timeline_images, seed=seed, compare=compare,
                    data_root=data_root, base_url=base_url, log=log)
+    if Path(out_dir).is_dir():
+        atomic.sweep_temps(out_dir)  # what a killed build left behind
     return render(site, Path(out_dir), log=log)
 
 
@@ -1209,7 +1211,9 @@ def _read_layers(folder: Path, site: Site, log: Log) -> Layers | None:
     epochs = sorted(per_epoch)
     last_meta = per_epoch[epochs[-1]][0]
     infos = [LayerInfo(str(m["key"]), str(m.get("name", m["key"])), tuple(int(v) for v in m.get("shape", ())),
-                       str(m.get("name")) == "maps" and (m.get("shape") or [0])[0] == site.num_classes)
+                       # maps channel k is class k's; so is up1's, as the last (group) convolution
+                       # turns up1 channel k into map k alone
+                       str(m.get("name")) in ("up1", "maps") and (m.get("shape") or [0])[0] == site.num_classes)
              for m in last_meta["layers"]]
     cells: list[int] = []
     for e in epochs:

@@ -18,12 +18,17 @@ A unit is one ``.npz`` written atomically, so it is either complete or absent. I
 | `map_top5`  | float16 | (N, 5, S, S) | the maps of the top-5 classes (clean units only)|
 | `meta`      | str     | ()           | JSON: epoch, perturbation, params, onnx sha256  |
 
+``layers/epoch_NNN.npz`` holds, for a few validation images (``index``), the output of every
+layer the ONNX file exposes (``L0``, ``L1``, …: float16 (K, channels, h, w)), named in ``meta``.
+
 Units are independent files, so shards of one render can write into one store at once.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,10 @@ from edvis import atomic
 
 SCHEMA_VERSION = 1
 ARRAYS = ("probs", "top5", "top5_prob", "map_true", "map_pred")
+LAYERS = "layers"  # folder of the per-layer outputs; never a perturbation name
 OPTIONAL = ("map_top5",)  # in clean units only: the galleries show the top-5 maps
+# What np.load and json raise on a truncated, foreign or incomplete unit file.
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class StoreError(Exception):
@@ -100,8 +108,47 @@ class RenderStore:
     def units(self) -> list[Unit]:
         out = []
         for p in sorted(self.root.glob("*/epoch_*.npz")):
-            out.append(Unit(p.parent.name, int(p.stem.split("_")[1])))
+            if p.parent.name != LAYERS:
+                out.append(Unit(p.parent.name, int(p.stem.split("_")[1])))
         return out
+
+    # -- every layer's output for a few images (the site's Layers page) ---------------------------
+    def layers_path(self, epoch: int) -> Path:
+        return self.root / LAYERS / f"epoch_{epoch:03d}.npz"
+
+    def layer_epochs(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in (self.root / LAYERS).glob("epoch_*.npz"))
+
+    def write_layers(self, epoch: int, index: np.ndarray, outputs: list[tuple[str, np.ndarray]],
+                     meta: dict[str, Any]) -> None:
+        """Store ``outputs`` [(layer name, (K, ch, h, w))] of validation images ``index`` (K,)."""
+        arrays = {f"L{i}": a.astype(np.float16) for i, (_, a) in enumerate(outputs)}
+        layers = [{"key": f"L{i}", "name": name, "shape": list(a.shape[1:])} for i, (name, a) in enumerate(outputs)]
+        meta = {"epoch": epoch, "layers": layers, **meta}
+        with atomic.atomic_path(self.layers_path(epoch)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), index=np.asarray(index, np.int64), **arrays)
+
+    def read_layers(self, epoch: int) -> tuple[dict[str, Any], np.ndarray, list[tuple[str, np.ndarray]]]:
+        """(meta, index, [(layer name, (K, ch, h, w) float16)]) of one epoch."""
+        path = self.layers_path(epoch)
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                return meta, z["index"], [(layer["name"], z[layer["key"]]) for layer in meta["layers"]]
+        except FileNotFoundError:
+            raise StoreError(f"layer outputs missing: {path} (run `edvis render`)") from None
+        except _DAMAGED as e:
+            raise StoreError(f"cannot read {path}: {e}; delete it and run `edvis render`") from None
+
+    def layers_meta(self, epoch: int) -> dict[str, Any] | None:
+        path = self.layers_path(epoch)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as z:
+                return json.loads(str(z["meta"]))
+        except _DAMAGED as e:
+            raise StoreError(f"cannot read {path}: {e}; delete it and run `edvis render`") from None
 
     def epochs(self, perturbation: str = "clean") -> list[int]:
         return sorted(u.epoch for u in self.units() if u.perturbation == perturbation)
@@ -114,9 +161,8 @@ class RenderStore:
         if missing:
             raise ValueError(f"unit {unit.key} lacks arrays {sorted(missing)}")
         meta = {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}
-        with atomic.atomic_path(self.path(unit)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        with atomic.atomic_path(self.path(unit)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
 
     def meta(self, unit: Unit) -> dict[str, Any] | None:
         """The unit's metadata, or None when the unit is absent."""
@@ -126,8 +172,8 @@ class RenderStore:
         try:
             with np.load(path) as z:
                 return json.loads(str(z["meta"]))
-        except Exception as e:  # a foreign or damaged file: say which
-            raise StoreError(f"cannot read render unit {path}: {e}") from None
+        except _DAMAGED as e:  # a foreign or damaged file: say which
+            raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
 
     def read(self, unit: Unit) -> dict[str, np.ndarray]:
         path = self.path(unit)
@@ -136,5 +182,5 @@ class RenderStore:
                 return {k: z[k] for k in ARRAYS + OPTIONAL if k in z.files}
         except FileNotFoundError:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
-        except Exception as e:
-            raise StoreError(f"cannot read render unit {path}: {e}") from None
+        except _DAMAGED as e:
+            raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None

@@ -25,7 +25,7 @@ from edvis import atomic
 from edvis.data import InMemorySplit, augment, cutmix, to_float
 from edvis.dataset import open_dataset
 from edvis.model import ModelConfig, build_model
-from edvis.run import Run, RunError
+from edvis.run import Run, RunError, check_model_config
 
 CHECKPOINT_SCHEMA = 1
 
@@ -196,6 +196,22 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return ckpt
 
 
+def _logged_rows(run: Run, done: list[int]) -> list[dict[str, Any]]:
+    """The metrics rows of the epochs in ``done``, from metrics.jsonl or else their checkpoints.
+
+    A kill between a checkpoint's rename and the metrics write loses that epoch's row from
+    metrics.jsonl only: every checkpoint carries its own row.
+    """
+    logged = {r["epoch"]: r for r in run.read_metrics() if r["epoch"] in done}
+    rows = []
+    for e in done:
+        row = logged.get(e) or load_checkpoint(run.checkpoint(e)).get("metrics")
+        if row is None:
+            raise RunError(f"{run.checkpoint(e)} holds no metrics row and {run.metrics_path} lacks epoch {e}")
+        rows.append(row)
+    return rows
+
+
 def train(
     run_dir: str | Path,
     data_root: str | Path,
@@ -216,9 +232,9 @@ def train(
     mc = ModelConfig(num_classes=ds.num_classes, **model_config)
     wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record()}
     wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)
-    if run.config_path.exists():
+    if run.checkpoint_epochs() and run.config_path.exists():  # binding once an epoch is saved
         _check_same(run.read_config(), wanted, run.config_path)
-    atomic.write_json(run.config_path, wanted)
+    run.write_config(wanted)
     log(f"run {run.root}: {ds.num_classes} classes, {len(ds.train)} train / {len(ds.val)} val images "
         f"({ds.layout} at {ds.root})")
     log("config: " + ", ".join(f"{k}={v}" for k, v in asdict(cfg).items()) + f", variant={mc.variant}")
@@ -228,13 +244,19 @@ def train(
     opt = make_optimizer(model, cfg)
     done = run.checkpoint_epochs()
     start = 0
-    rows = [r for r in run.read_metrics() if r["epoch"] in done]
+    rows: list[dict[str, Any]] = []
     if done:
-        ckpt = load_checkpoint(run.checkpoint(done[-1]), map_location=device)
-        model.load_state_dict(ckpt["model"])
+        last = run.checkpoint(done[-1])
+        ckpt = load_checkpoint(last, map_location=device)
+        check_model_config(ckpt["model_config"], mc.to_dict(), last, f"the run {run.root}")
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:
+            raise RunError(f"{last}: its weights do not fit its own model_config: {str(e)[:300]}") from None
         opt.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
         start = ckpt["epoch"]
+        rows = _logged_rows(run, done)
         if start >= cfg.epochs:
             log(f"all {cfg.epochs} epochs already trained")
             return rows

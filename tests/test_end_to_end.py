@@ -108,7 +108,7 @@ def test_a_perturbed_unit_equals_direct_inference_on_perturbed_images(built):
     for name in ("gray", "sp0.005"):
         images = np.stack([PERTURBATIONS[name](load_image(Path(data) / f), i) for i, f in enumerate(files)])
         session = ort.InferenceSession(str(Run(run).onnx(2)), providers=["CPUExecutionProvider"])
-        logits, _ = session.run(None, {"images": images})
+        logits, _ = session.run(["logits", "maps"], {"images": images})
         got = store.read(Unit(name, 2))["probs"].astype(np.float32)
         np.testing.assert_allclose(got, softmax(logits), atol=2e-3)  # stored as float16
     assert n == 9

@@ -41,7 +41,8 @@ def test_export_names_axes_and_parity_on_random_and_real_images(tmp_path, real_i
     model = onnx.load(str(run.onnx(1)))
     onnx.checker.check_model(model)
     assert [i.name for i in model.graph.input] == ["images"]
-    assert [o.name for o in model.graph.output] == ["logits", "maps"]
+    assert [o.name for o in model.graph.output] == ["logits", "maps", "layer.conv1", "layer.layer1", "layer.layer2",
+                                                    "layer.layer3", "layer.layer4", "layer.expand", "layer.up1"]
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     info = run.read_export_record(1)
@@ -50,7 +51,7 @@ def test_export_names_axes_and_parity_on_random_and_real_images(tmp_path, real_i
 
     # Independent check: onnxruntime on a batch of 5 real images vs the checkpoint in PyTorch.
     session = ort.InferenceSession(str(run.onnx(2)), providers=["CPUExecutionProvider"])
-    logits, maps = session.run(None, {"images": real_images[:5]})
+    logits, maps = session.run(["logits", "maps"], {"images": real_images[:5]})
     assert maps.shape == (5, 20, 8, 8)
     ckpt = torch.load(run.checkpoint(2), weights_only=False)
     m = build_model(ckpt["model_config"])
@@ -63,6 +64,14 @@ def test_export_names_axes_and_parity_on_random_and_real_images(tmp_path, real_i
         want_logits, want_maps = m(x)
     np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4, rtol=1e-3)
     np.testing.assert_allclose(maps, want_maps.numpy(), atol=1e-4, rtol=1e-3)
+    # The exposed layers are what the model's own submodules compute.
+    (layer4,) = session.run(["layer.layer4"], {"images": real_images[:5]})
+    with torch.no_grad():
+        want_layer4 = m.encoder(x)  # (5, 512, 2, 2)
+        want_expand = m.decoder.expand(want_layer4)
+    np.testing.assert_allclose(layer4, want_layer4.numpy(), atol=1e-4, rtol=1e-3)
+    (expand,) = session.run(["layer.expand"], {"images": real_images[:5]})
+    np.testing.assert_allclose(expand, want_expand.numpy(), atol=1e-4, rtol=1e-3)
 
 
 def test_up_to_date_exports_are_skipped_and_stale_ones_redone(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from edvis.cli import main
 from edvis.render import (
     group_settings,
+    layer_images,
     merge_stores,
     parse_shard,
     plan_units,
@@ -175,7 +176,7 @@ def test_rerender_after_a_new_epoch_renders_only_it(exported):
 
 
 def _units_written(run: Path) -> int:
-    return len(list((run / "render").glob("*/epoch_*.npz")))
+    return len(RenderStore(run / "render").units())
 
 
 @pytest.mark.parametrize("kill_after", [0, 3, 9])
@@ -198,6 +199,10 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_render(exported, kill_after)
     done = render_run(victim, perturbations=["paper"], log=lambda s: None)
     assert len(done) == 2 * len(PAPER) - survivors  # only what was missing
     assert_same_store(victim, reference)
+    for epoch in (1, 2):
+        for (name, a), (_, b) in zip(RenderStore(victim / "render").read_layers(epoch)[2],
+                                     RenderStore(reference / "render").read_layers(epoch)[2]):
+            np.testing.assert_array_equal(a, b, err_msg=f"layer {name} epoch {epoch}")
 
 
 def test_cpu_machine_prints_one_provider_line_and_no_cuda_noise(exported):
@@ -210,3 +215,30 @@ def test_cpu_machine_prints_one_provider_line_and_no_cuda_noise(exported):
     provider = [ln for ln in lines if "onnxruntime" in ln]
     assert len(provider) == 1 and "on CPU (CPUExecutionProvider" in provider[0], proc.stderr
     assert not any(("cuda" in ln.lower() or "error" in ln.lower()) for ln in lines), proc.stderr
+
+
+def test_layer_images_one_per_class_seeded():
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    picked = layer_images(labels, seed=3, k=2)
+    assert len(picked) == 2 and len(set(labels[picked])) == 2  # two images of two classes
+    assert (np.diff(picked) > 0).all()
+    np.testing.assert_array_equal(picked, layer_images(labels, seed=3, k=2))  # same seed, same images
+    assert sorted(labels[layer_images(labels, seed=0, k=12)]) == [0, 1, 2]  # k caps at the classes
+
+
+def test_every_layer_is_stored_for_the_chosen_images(exported):
+    _, _, reference = exported
+    store = RenderStore(reference / "render")
+    assert store.layer_epochs() == [1, 2]
+    assert "layers" not in store.perturbations()  # not mistaken for a setting
+    meta, index, layers = store.read_layers(2)
+    labels = np.array(store.manifest()["val"]["labels"])
+    np.testing.assert_array_equal(index, layer_images(labels, seed=0))
+    assert [name for name, _ in layers] == ["conv1", "layer1", "layer2", "layer3", "layer4", "expand", "up1", "maps"]
+    k = len(index)
+    assert [a.shape for _, a in layers] == [(k, 64, 32, 32), (k, 64, 16, 16), (k, 128, 8, 8), (k, 256, 4, 4),
+                                            (k, 512, 2, 2), (k, 3, 2, 2), (k, 3, 4, 4), (k, 3, 8, 8)]
+    assert [m["name"] for m in meta["layers"]] == [name for name, _ in layers]
+    # The last layer is the maps: the true class's map equals the one the main render stored.
+    maps = dict(layers)["maps"]
+    np.testing.assert_array_equal(maps[np.arange(k), labels[index]], store.read(Unit("clean", 2))["map_true"][index])
