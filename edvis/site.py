@@ -654,7 +654,7 @@ def collect(
     site.errors = _errors(site)
     for setting in site.perturbed:
         _fill_setting(site, setting)
-    site.layers = _read_layers(run.render_dir / "layers", site, log)
+    site.layers = _read_layers(store, site, log)
     if compare is not None:
         site.compare = _compare(site)
     site.figures = _figure_entries(site)
@@ -1184,51 +1184,40 @@ def _fill_setting(site: Site, s: Setting) -> None:
 # -- layers ------------------------------------------------------------------------------------
 
 
-def _read_layers(folder: Path, site: Site, log: Log) -> Layers | None:
-    """RUN/render/layers/epoch_NNN.npz, when present: each chosen image's strongest channels per layer."""
-    if not folder.is_dir():
+def _read_layers(store: RenderStore, site: Site, log: Log) -> Layers | None:
+    """RUN/render/layers/epoch_NNN.npz, when present: each chosen image's strongest channels per layer.
+
+    Read one epoch at a time; only the small per-image summaries are kept.
+    """
+    epochs = store.layer_epochs()
+    if not epochs:
         return None
-    paths = sorted(p for p in folder.glob("epoch_*.npz") if re.fullmatch(r"epoch_\d{3,}\.npz", p.name))
-    if not paths:
-        return None
-    log(f"site: reading {len(paths)} layer file(s) from {folder}")
-    per_epoch: dict[int, tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]] = {}
-    for path in paths:
-        try:
-            with np.load(path) as z:
-                meta = json.loads(str(z["meta"]))
-                index = np.asarray(z["index"], dtype=np.int64)
-                arrays = {str(layer["key"]): np.asarray(z[layer["key"]]) for layer in meta["layers"]}
-        except Exception as e:
-            raise SiteError(f"cannot read layer file {path}: {e}") from None
-        epoch = int(meta.get("epoch", int(path.stem.split("_")[1])))
-        if len(index) and (index.min() < 0 or index.max() >= site.num_val):
-            raise SiteError(f"{path}: image indices must lie in [0, {site.num_val}), got {index.min()}..{index.max()}")
-        for key, a in arrays.items():
-            if a.ndim != 4 or a.shape[0] != len(index):
-                raise SiteError(f"{path}: layer {key} has shape {a.shape}, expected ({len(index)}, channels, h, w)")
-        per_epoch[epoch] = (meta, index, arrays)
-    epochs = sorted(per_epoch)
-    last_meta = per_epoch[epochs[-1]][0]
-    infos = [LayerInfo(str(m["key"]), str(m.get("name", m["key"])), tuple(int(v) for v in m.get("shape", ())),
-                       # maps channel k is class k's; so is up1's, as the last (group) convolution
-                       # turns up1 channel k into map k alone
-                       str(m.get("name")) in ("up1", "maps") and (m.get("shape") or [0])[0] == site.num_classes)
-             for m in last_meta["layers"]]
+    log(f"site: reading {len(epochs)} layer file(s) from {store.root / 'layers'}")
     cells: list[int] = []
-    for e in epochs:
-        cells += [int(i) for i in per_epoch[e][1] if int(i) not in cells]
+    infos: list[LayerInfo] = []
     packs, files = {}, {}
     for e in epochs:
-        meta, index, arrays = per_epoch[e]
+        meta, index, outputs = store.read_layers(e)
+        path = store.layers_path(e)
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) and (index.min() < 0 or index.max() >= site.num_val):
+            raise SiteError(f"{path}: image indices must lie in [0, {site.num_val}), got {index.min()}..{index.max()}")
+        for name, a in outputs:
+            if a.ndim != 4 or a.shape[0] != len(index):
+                raise SiteError(f"{path}: layer {name} has shape {a.shape}, expected ({len(index)}, channels, h, w)")
+        if e == epochs[-1] or not infos:
+            infos = [LayerInfo(str(m.get("key", "")), str(m.get("name", m.get("key", ""))),
+                               tuple(int(v) for v in m.get("shape", ())),
+                               # maps channel k is class k's; so is up1's, as the last (group) convolution
+                               # turns up1 channel k into map k alone
+                               str(m.get("name")) in ("up1", "maps") and (m.get("shape") or [0])[0] == site.num_classes)
+                     for m in meta["layers"]]
+        cells += [int(i) for i in index if int(i) not in cells]
         images = []
         for j, i in enumerate(index):
             layers = []
-            for info in infos:
-                if info.key not in arrays:
-                    layers.append(None)
-                    continue
-                act = arrays[info.key][j].astype(np.float32)  # (ch, h, w)
+            for _, a in outputs:
+                act = a[j].astype(np.float32)  # (ch, h, w)
                 chosen = picks.top_channels(act, LAYER_CHANNELS)
                 mean = act.mean(axis=0)
                 grids = np.stack([picks.scale_minmax(act[ch]) for ch in chosen] + [picks.scale_minmax(mean)])
@@ -1242,7 +1231,7 @@ def _read_layers(folder: Path, site: Site, log: Log) -> Layers | None:
             images.append({"cell": cells.index(int(i)), "index": int(i), "layers": layers})
         packs[e] = {"epoch": e, "images": images}
         files[e] = f"data/layers-{e:03d}.js"
-    order = [int(i) for i in per_epoch[epochs[-1]][1]]
+    order = [im["index"] for im in packs[epochs[-1]]["images"]]
     images = [(cells.index(i), site.files[i], site.names[site.labels[i]]) for i in order]
     site.packs.append(Pack(key="layers", epochs=epochs, maps=np.zeros((0, 1, 1, 1), np.uint8), cells=cells))
     return Layers(epochs, infos, cells, images, packs, files)
