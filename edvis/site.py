@@ -55,6 +55,7 @@ from PIL import Image
 
 import edvis
 from edvis import atomic, figures, picks
+from edvis.perturb import PERTURBATIONS, apply
 from edvis.run import Run
 from edvis.store import RenderStore, StoreError, Unit
 
@@ -348,6 +349,7 @@ class Setting:
     flip_rows: list[int] = field(default_factory=list)
     random_count: int = 0  # the first rows are random images, the rest random flips
     seed: int = 0
+    known: bool = True  # edvis.perturb can recompute its images
     analysis: dict[str, Any] = field(default_factory=dict)  # its row of analysis.json's table
     pack: Pack | None = field(default=None, repr=False)
     tiles: list[tuple[Tile, Tile, str]] = field(default_factory=list)  # (clean, perturbed, change)
@@ -652,7 +654,7 @@ def collect(
     site.errors = _errors(site)
     for setting in site.perturbed:
         _fill_setting(site, setting)
-    site.layers = _read_layers(run.render_dir / "layers", site, log)
+    site.layers = _read_layers(store, site, log)
     if compare is not None:
         site.compare = _compare(site)
     site.figures = _figure_entries(site)
@@ -752,12 +754,7 @@ def _kind(name: str) -> tuple[str, int | None]:
     m = re.fullmatch(r"(.+)-(\d+)", name)
     if m:
         return m.group(1), int(m.group(2))
-    try:
-        from edvis.perturb import PERTURBATIONS  # a registry lookup; numpy only
-
-        return (PERTURBATIONS[name].kind if name in PERTURBATIONS else name), None
-    except ImportError:  # pragma: no cover - perturb ships with edvis
-        return name, None
+    return (PERTURBATIONS[name].kind if name in PERTURBATIONS else name), None
 
 
 def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
@@ -798,7 +795,8 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
         rows = random_rows + [i for i in flip_rows if i not in random_rows]
         setting = Setting(name=name, slug=slug, kind=kind, severity=severity, epochs=epochs, top1=[], top5=[],
                           class_top1=np.zeros(0), rows=rows, flip_rows=flip_rows, random_count=len(random_rows),
-                          seed=_unit_seed(store, Unit(name, epochs[-1])), analysis=table.get(name, {}))
+                          seed=_unit_seed(store, Unit(name, epochs[-1])), analysis=table.get(name, {}),
+                          known=name in PERTURBATIONS)
         n_rows = len(rows)
         maps = np.zeros((2 * n_rows, len(epochs), site.map_size, site.map_size), dtype=np.uint8)
         pred = np.zeros((2 * n_rows, len(epochs)), dtype=np.int64)
@@ -977,7 +975,7 @@ def _fill_class(site: Site, page: ClassPage) -> None:
         top1 = None if math.isnan(v) else float(v)
         drop = None if top1 is None or base is None or s.final_epoch != clean.final_epoch else base - top1
         page.settings.append(SettingRow(s, top1, drop))
-    dropped = [row for row in page.settings if row.drop is not None]
+    dropped = [row for row in page.settings if row.drop is not None and row.drop > 0]
     page.worst = max(dropped, key=lambda row: row.drop or 0.0) if dropped else None
     if not len(m):
         return
@@ -1186,49 +1184,40 @@ def _fill_setting(site: Site, s: Setting) -> None:
 # -- layers ------------------------------------------------------------------------------------
 
 
-def _read_layers(folder: Path, site: Site, log: Log) -> Layers | None:
-    """RUN/render/layers/epoch_NNN.npz, when present: each chosen image's strongest channels per layer."""
-    if not folder.is_dir():
+def _read_layers(store: RenderStore, site: Site, log: Log) -> Layers | None:
+    """RUN/render/layers/epoch_NNN.npz, when present: each chosen image's strongest channels per layer.
+
+    Read one epoch at a time; only the small per-image summaries are kept.
+    """
+    epochs = store.layer_epochs()
+    if not epochs:
         return None
-    paths = sorted(p for p in folder.glob("epoch_*.npz") if re.fullmatch(r"epoch_\d{3,}\.npz", p.name))
-    if not paths:
-        return None
-    log(f"site: reading {len(paths)} layer file(s) from {folder}")
-    per_epoch: dict[int, tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]] = {}
-    for path in paths:
-        try:
-            with np.load(path) as z:
-                meta = json.loads(str(z["meta"]))
-                index = np.asarray(z["index"], dtype=np.int64)
-                arrays = {str(layer["key"]): np.asarray(z[layer["key"]]) for layer in meta["layers"]}
-        except Exception as e:
-            raise SiteError(f"cannot read layer file {path}: {e}") from None
-        epoch = int(meta.get("epoch", int(path.stem.split("_")[1])))
-        if len(index) and (index.min() < 0 or index.max() >= site.num_val):
-            raise SiteError(f"{path}: image indices must lie in [0, {site.num_val}), got {index.min()}..{index.max()}")
-        for key, a in arrays.items():
-            if a.ndim != 4 or a.shape[0] != len(index):
-                raise SiteError(f"{path}: layer {key} has shape {a.shape}, expected ({len(index)}, channels, h, w)")
-        per_epoch[epoch] = (meta, index, arrays)
-    epochs = sorted(per_epoch)
-    last_meta = per_epoch[epochs[-1]][0]
-    infos = [LayerInfo(str(m["key"]), str(m.get("name", m["key"])), tuple(int(v) for v in m.get("shape", ())),
-                       str(m.get("name")) == "maps" and (m.get("shape") or [0])[0] == site.num_classes)
-             for m in last_meta["layers"]]
+    log(f"site: reading {len(epochs)} layer file(s) from {store.root / 'layers'}")
     cells: list[int] = []
-    for e in epochs:
-        cells += [int(i) for i in per_epoch[e][1] if int(i) not in cells]
+    infos: list[LayerInfo] = []
     packs, files = {}, {}
     for e in epochs:
-        meta, index, arrays = per_epoch[e]
+        meta, index, outputs = store.read_layers(e)
+        path = store.layers_path(e)
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) and (index.min() < 0 or index.max() >= site.num_val):
+            raise SiteError(f"{path}: image indices must lie in [0, {site.num_val}), got {index.min()}..{index.max()}")
+        for name, a in outputs:
+            if a.ndim != 4 or a.shape[0] != len(index):
+                raise SiteError(f"{path}: layer {name} has shape {a.shape}, expected ({len(index)}, channels, h, w)")
+        if e == epochs[-1] or not infos:
+            infos = [LayerInfo(str(m.get("key", "")), str(m.get("name", m.get("key", ""))),
+                               tuple(int(v) for v in m.get("shape", ())),
+                               # maps channel k is class k's; so is up1's, as the last (group) convolution
+                               # turns up1 channel k into map k alone
+                               str(m.get("name")) in ("up1", "maps") and (m.get("shape") or [0])[0] == site.num_classes)
+                     for m in meta["layers"]]
+        cells += [int(i) for i in index if int(i) not in cells]
         images = []
         for j, i in enumerate(index):
             layers = []
-            for info in infos:
-                if info.key not in arrays:
-                    layers.append(None)
-                    continue
-                act = arrays[info.key][j].astype(np.float32)  # (ch, h, w)
+            for _, a in outputs:
+                act = a[j].astype(np.float32)  # (ch, h, w)
                 chosen = picks.top_channels(act, LAYER_CHANNELS)
                 mean = act.mean(axis=0)
                 grids = np.stack([picks.scale_minmax(act[ch]) for ch in chosen] + [picks.scale_minmax(mean)])
@@ -1242,7 +1231,7 @@ def _read_layers(folder: Path, site: Site, log: Log) -> Layers | None:
             images.append({"cell": cells.index(int(i)), "index": int(i), "layers": layers})
         packs[e] = {"epoch": e, "images": images}
         files[e] = f"data/layers-{e:03d}.js"
-    order = [int(i) for i in per_epoch[epochs[-1]][1]]
+    order = [im["index"] for im in packs[epochs[-1]]["images"]]
     images = [(cells.index(i), site.files[i], site.names[site.labels[i]]) for i in order]
     site.packs.append(Pack(key="layers", epochs=epochs, maps=np.zeros((0, 1, 1, 1), np.uint8), cells=cells))
     return Layers(epochs, infos, cells, images, packs, files)
@@ -1419,13 +1408,14 @@ def _pct(x: Any) -> str:
 def _pts(x: Any) -> str:
     """A difference of fractions in percentage points, signed; "—" when missing."""
     if isinstance(x, (int, float)) and math.isfinite(x):
-        return f"{100 * x:+.2f} pts"
+        return f"{round(100 * x, 2) + 0.0:+.2f} pts"  # + 0.0: no "-0.00"
     return "—"
 
 
 def _num(x: Any, fmt: str) -> str:
     if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
-        return format(x, fmt)
+        text = format(x, fmt)
+        return text[1:] if re.fullmatch(r"-0\.?0*", text) else text  # no "-0.00"
     return "—"
 
 
@@ -1536,6 +1526,7 @@ def _environment() -> jinja2.Environment:
     """The one Jinja2 environment: templates from TEMPLATES_DIR, autoescaped, strict."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        extensions=["jinja2.ext.do"],
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -1584,9 +1575,7 @@ def _sprite_pixels(site: Site, pack: Pack, images: _Images) -> np.ndarray:
     keep = not pack.key[:1].isdigit()  # class sprites are read once; other pages share images
     pixels = np.stack([images.load(i, keep=keep) for i in pack.cells])
     name = pack.extra.get("perturbation")
-    if name:
-        from edvis.perturb import apply  # numpy only
-
+    if name and name in PERTURBATIONS:  # an unknown setting (from another edvis) keeps the originals
         seed = next(s.seed for s in site.settings if s.name == name)
         keys = np.asarray([seed * site.num_val + i for i in pack.cells[1::2]], dtype=np.int64)
         pixels[1::2] = apply(name, pixels[1::2], keys)  # as rendered: key seed * N + i

@@ -136,7 +136,7 @@ def analysis_json(epochs: list[int]) -> dict:
         "settings": ["clean", "bgr"],
         "table": [
             {"setting": "clean", "epoch": 3, "top1": 0.75, "top5": 11 / 12, "mean_confidence": 0.5123, "ece": 0.1234,
-             "auroc": 0.8765},
+             "auroc": 0.8765, "sharpness": 4.5, "spearman_right": -0.25, "spearman_wrong": None},
             {"setting": "bgr", "epoch": 3, "top1": 5 / 12, "top5": 11 / 12, "mean_confidence": 0.5, "ece": 0.2345,
              "auroc": 0.4321, "map_corr": 0.3456, "p_true_change": -0.0789, "flip_rate": 0.5, "top1_drop": 1 / 3},
         ],
@@ -631,7 +631,7 @@ def test_errors_page_pairs_mistakes_and_histogram(site: Path) -> None:
     assert table[0] == ["lower", "upper", "right", "wrong"] and len(table) == 21
     counts = {(row[0], row[2], row[3]) for row in table[1:] if row[2] != "0" or row[3] != "0"}
     assert counts == {("0.5", "9", "2"), ("0.55", "0", "1")}  # 9 right and 2 wrong at 0.5; one at 0.556
-    assert p.tables["calibration-table"][1] == ["clean", "75.00%", "51.23%", "0.1234", "0.8765"]
+    assert p.tables["calibration-table"][1] == ["clean", "75.00%", "51.23%", "0.1234", "0.8765", "4.50", "-0.250", "—"]
 
 
 # -- perturbations ----------------------------------------------------------------------------
@@ -851,6 +851,21 @@ def test_optional_parts_are_left_out(runs: dict[str, Path], tmp_path: Path) -> N
     assert "Only the clean images were rendered" in (out / "perturbations.html").read_text("utf-8")
     assert "Run edvis analyze" in (out / "classes.html").read_text("utf-8")
     assert "Through the epochs" not in class_page(out, 0).read_text("utf-8")
+
+
+def test_an_unknown_setting_keeps_its_original_images(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "render" / "fog").mkdir(parents=True)
+    (run / "render" / "manifest.json").write_bytes((runs["run"] / "render" / "manifest.json").read_bytes())
+    (run / "render" / "clean").symlink_to(runs["run"] / "render" / "clean")
+    for epoch in EPOCHS:  # a setting this edvis has no function for, rendered by another one
+        name = f"epoch_{epoch:03d}.npz"
+        (run / "render" / "fog" / name).write_bytes((runs["run"] / "render" / "bgr" / name).read_bytes())
+    out = quick_build(run, tmp_path / "out").parent
+    assert "cannot recompute its images" in (out / "perturbations" / "fog.html").read_text("utf-8")
+    data = data_object(out, "pert-fog")
+    n = int(re.search(r"img_(\d\d)", data["files"][1]).group(1))
+    assert np.abs(sprite_cell(out, "data/pert-fog.png", 1)[32, 32].astype(int) - colour(n)).max() <= 8
 
 
 def test_stale_or_foreign_analysis(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -270,12 +270,12 @@
 
     function layerBytes(epoch, j, l) {
       var id = epoch + ":" + j + ":" + l;
-      if (!decoded[id]) decoded[id] = decodeBase64(all["layers-" + ("00" + epoch).slice(-3)].images[j].layers[l].data);
+      if (!decoded[id]) decoded[id] = decodeBase64(all["layers-" + String(epoch).padStart(3, "0")].images[j].layers[l].data);
       return decoded[id];
     }
 
     function drawLayers(epoch) {
-      var data = all["layers-" + ("00" + epoch).slice(-3)];
+      var data = all["layers-" + String(epoch).padStart(3, "0")];
       if (!data) return;
       var canvases = document.querySelectorAll("canvas.act");
       for (var c = 0; c < canvases.length; c++) {
@@ -313,7 +313,7 @@
         } catch (err) {
           // a file:// page may refuse; the selector still works
         }
-        if (all["layers-" + ("00" + epoch).slice(-3)]) return drawLayers(epoch);
+        if (all["layers-" + String(epoch).padStart(3, "0")]) return drawLayers(epoch);
         var script = document.createElement("script");
         script.src = select.options[select.selectedIndex].getAttribute("data-src");
         script.onload = function () { all = window.EDVIS; drawLayers(epoch); };
