@@ -63,7 +63,9 @@ def test_the_reference_has_a_section_and_a_row_for_every_command_and_flag():
     by_command = {s.split("`")[1].removeprefix("edvis "): s for s in sections}
     assert list(by_command) == list(helps)
     for command, help_text in helps.items():
-        flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", help_text)) - {"--help"}
+        # argparse starts each argument's line with two spaces, then its option strings
+        heads = re.findall(r"^  (-.*?)(?:  |$)", help_text, re.MULTILINE)
+        flags = {f for head in heads for f in re.findall(r"--[a-z][a-z0-9-]*", head)} - {"--help"}
         rows = [line for line in by_command[command].splitlines() if line.startswith("| <code>")]
         documented = {f for row in rows for f in re.findall(r"(--[a-z][a-z0-9-]*)", row.split("|")[1])}
         assert flags <= documented, (command, flags - documented)
