@@ -239,15 +239,16 @@ def settle_and_measure(driver: Any) -> dict[str, Any]:
 
 
 def screenshot(driver: Any, clip: tuple[int, int] | None = None) -> Any:
-    """The viewport (or its top-left ``clip`` = (width, height)) as a PIL RGB image.
+    """The viewport (or the ``clip`` = (width, height) at its top left) as a PIL RGB image.
 
     Device pixels are CSS pixels (see :func:`set_viewport`).
     """
     from PIL import Image
 
     params: dict[str, Any] = {"format": "png"}
-    if clip:
-        params["clip"] = {"x": 0, "y": 0, "width": clip[0], "height": clip[1], "scale": 1}
+    if clip:  # in page coordinates: start at the scrolled-to point
+        x, y = driver.execute_script("return [window.scrollX, window.scrollY]")
+        params["clip"] = {"x": x, "y": y, "width": clip[0], "height": clip[1], "scale": 1}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", params)
     return Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
 
