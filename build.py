@@ -34,7 +34,7 @@ def main() -> int:
         export_run(a.run, check_images=_check_images(a.run), log=_log)
         render_run(a.run, provider=a.provider, perturbations=DEFAULT_PERTURBATIONS, log=_log)
         analyze_run(a.run, compare=a.compare, log=_log)
-        _log(f"site: {build_site(a.run, a.out)}")
+        _log(f"site: {build_site(a.run, a.out, compare=a.compare, log=_log)}")
 
     return run_guarded(build)
 

@@ -103,7 +103,8 @@ def cmd_analyze(a: argparse.Namespace) -> None:
 def cmd_site(a: argparse.Namespace) -> None:
     from edvis.site import build_site
 
-    index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed)
+    index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed,
+                       compare=a.compare, data_root=a.data, base_url=a.base_url, log=_log)
     _log(f"site: {index}")
 
 
@@ -258,8 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a static site (opens from file://) from RUN's metrics and render store.")
     w.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
     w.add_argument("--out", type=Path, default=Path("site"), help="output folder (default site)")
-    w.add_argument("--timeline-images", type=int, default=3, help="images per class shown at every epoch (default 3)")
-    w.add_argument("--seed", type=int, default=0, help="seed that picks the timeline images (default 0)")
+    w.add_argument("--timeline-images", type=int, default=3,
+                   help="images per class shown at up to 16 epochs on its page (default 3)")
+    w.add_argument("--seed", type=int, default=0,
+                   help="seed of every random choice: timelines, galleries, perturbation rows, compared images "
+                   "(default 0)")
+    w.add_argument("--compare", type=Path, metavar="RUN2",
+                   help="another rendered run on the same validation set (e.g. the CAM baseline): its maps and "
+                   "accuracy beside this run's")
+    w.add_argument("--data", type=Path,
+                   help="dataset folder, if it moved since rendering (default: the one in RUN/render/manifest.json)")
+    w.add_argument("--base-url", default="", metavar="URL",
+                   help="address the site will be hosted at; makes the figures' citation lines absolute")
     w.set_defaults(func=cmd_site)
     return p
 

@@ -86,3 +86,27 @@ def test_train_prints_and_saves_the_resolved_config(tmp_path):
     for saved in (config["train"], ckpt["train_config"]):
         assert (saved["momentum"], saved["rotation"], saved["eta_min"], saved["batch_size"]) == (0.5, 20.0, 1e-7, 100)
     assert config["runtime"]["amp"] is False and ckpt["runtime"]["channels_last"] is False
+
+
+def test_site_bad_seed_and_missing_compare_run(tmp_path):
+    import numpy as np
+
+    from edvis.store import RenderStore, Unit
+
+    data = tmp_path / "data"
+    (data / "val").mkdir(parents=True)
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(data / "val" / "a.png")
+    store = RenderStore(tmp_path / "run" / "render")
+    store.init({"dataset": {"root": str(data), "fingerprint": "f", "wnids": ["a", "b"], "names": ["a", "b"]},
+                "val": {"files": ["val/a.png"], "labels": [0], "boxes": [None]}, "image_size": 64, "map_size": 8})
+    maps = np.ones((1, 8, 8), np.float16)
+    store.write(Unit("clean", 1), {"probs": np.array([[0.6, 0.4]], np.float16), "top5": np.array([[0, 1]], np.int16),
+                                   "top5_prob": np.array([[0.6, 0.4]], np.float32), "map_true": maps, "map_pred": maps},
+                meta={})
+    run, out = str(tmp_path / "run"), str(tmp_path / "out")
+    r = _edvis("site", "--run", run, "--out", out, "--seed", "-1")
+    assert r.returncode == 2 and "edvis: error: --seed must be >= 0, got -1" in r.stderr
+    missing = tmp_path / "missing"
+    r = _edvis("site", "--run", run, "--out", out, "--compare", str(missing))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"edvis: error: --compare {missing}: no render store at {missing / 'render'}" in r.stderr

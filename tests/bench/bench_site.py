@@ -1,0 +1,162 @@
+"""`edvis site` on a simulated full-size run: build time, site size and file count, the heaviest
+class page, and that two builds are byte-identical.
+
+The render store is fullstore.py's (200 classes × 10,000 images × 80 epochs × 9 settings, about
+4.7 GB, shared with bench_analysis.py under ``$EDVIS_FULLSTORE``, default /tmp/edvis-fullstore).
+The run folder, ``$EDVIS_BENCH_DIR/site-run`` (default /tmp/edvis-bench), links to that store and
+adds what a site needs besides it: 10,000 validation JPEGs (64×64, smooth colour fields with a
+shape, drawn from a fixed seed), a config.json, an 80-epoch metrics.jsonl and ``edvis analyze``'s
+analysis.json (made once, not timed). The simulated clean units hold no top-5 maps, so the
+galleries show top-1 maps; there is no layers file and no second run to compare with. Each
+build runs in its own process and is timed as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from fullstore import make_full_store
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+ROOT = Path(os.environ.get("EDVIS_FULLSTORE", "/tmp/edvis-fullstore"))
+BENCH = Path(os.environ.get("EDVIS_BENCH_DIR", "/tmp/edvis-bench"))
+RUN = BENCH / "site-run"
+OUT = BENCH / "site"
+BUILD_S = 300.0
+SITE_BYTES = 1e9
+SITE_FILES = 50_000
+PAGE_BYTES = 2e6
+UNIT_BYTES = 6.6e6
+UNITS = 80 * 9
+
+CHILD = """
+import resource, sys
+from edvis.cli import main
+rc = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(rc)
+"""
+
+
+def write_images(data: Path, files: list[str], seed: int = 0) -> None:
+    """The validation images the manifest names, if not there yet: 64×64 JPEGs that compress
+    like photos (a smooth 4×4 colour field upsampled, a darker disc, a little noise)."""
+    marker = data / "complete.json"
+    if marker.exists() and json.loads(marker.read_text()) == {"images": len(files), "seed": seed}:
+        return
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:64]
+    for rel in files:
+        field = rng.integers(0, 256, (4, 4, 3)).astype(np.uint8)
+        image = np.asarray(Image.fromarray(field).resize((64, 64), Image.Resampling.BICUBIC), dtype=np.float64)
+        cx, cy, r = rng.integers(12, 52, 2).tolist() + [int(rng.integers(6, 16))]
+        image[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] *= 0.4
+        image += rng.normal(0, 4, image.shape)
+        path = data / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=90)
+    marker.write_text(json.dumps({"images": len(files), "seed": seed}))
+
+
+def write_run_files(root: Path, epochs: int = 80) -> None:
+    """config.json and metrics.jsonl of an 80-epoch run of the author's recipe."""
+    config = {"model": {"name": "edvis-resnet18", "variant": "author", "num_classes": 200, "image_size": 64},
+              "train": {"recipe": "author", "epochs": epochs, "batch_size": 100, "optimizer": "sgd", "lr": 1e-4},
+              "dataset": {"root": str(root / "data"), "layout": "simulated"}}
+    (root / "config.json").write_text(json.dumps(config, indent=1))  # the store names no dataset folder: this one
+    rows = [{"epoch": e, "train_loss": 5.3 - 3 * e / epochs, "val_loss": 5.2 - 2.5 * e / epochs,
+             "train_top1": 0.6 * e / epochs, "val_top1": 0.5 * e / epochs, "train_top5": 0.85 * e / epochs,
+             "val_top5": 0.75 * e / epochs, "lr": 1e-4, "seconds": 540.0} for e in range(1, epochs + 1)]
+    (root / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def edvis(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", CHILD, *args], check=False, capture_output=True, text=True, env=env)
+
+
+def build(out: Path) -> tuple[float, float, str]:
+    """Seconds, peak RSS (MB) and log of one `edvis site` process into ``out`` (emptied first)."""
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.monotonic()
+    proc = edvis("site", "--run", str(RUN), "--out", str(out))
+    seconds = time.monotonic() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"edvis site failed:\n{proc.stderr}")
+    return seconds, int(proc.stdout.split()[-1]) / 1024, proc.stderr
+
+
+def tree(out: Path) -> dict[str, tuple[int, str]]:
+    """Every file of a site: relative path -> (size, sha256)."""
+    return {p.relative_to(out).as_posix(): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def class_page_bytes(out: Path, files: dict[str, tuple[int, str]]) -> tuple[int, str]:
+    """The largest class page with everything it loads: its HTML, CSS, JS, data and sprite."""
+    shared = sum(files[f][0] for f in ("static/edvis.css", "static/edvis.js", "data/common.js"))
+    worst = (0, "")
+    for page in (out / "classes").glob("*.html"):
+        key = page.name.split("-", 1)[0]
+        total = files[f"classes/{page.name}"][0] + shared
+        total += sum(files.get(f"data/{key}.{ext}", (0, ""))[0] for ext in ("js", "png"))
+        worst = max(worst, (total, page.name))
+    return worst
+
+
+def run() -> list[dict]:
+    missing = max(0, UNITS - len(list((ROOT / "render").glob("*/epoch_*.npz"))))
+    ROOT.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(ROOT).free
+    if missing * UNIT_BYTES + 1.5e9 > free:
+        raise RuntimeError(f"{ROOT}: the simulated store and two sites need more than the {free / 1e9:.1f} GB free "
+                           "(set EDVIS_FULLSTORE / EDVIS_BENCH_DIR to other folders)")
+    t = time.monotonic()
+    store = make_full_store(ROOT)
+    RUN.mkdir(parents=True, exist_ok=True)
+    if not (RUN / "render").exists():
+        (RUN / "render").symlink_to(store.root.resolve(), target_is_directory=True)
+    write_images(RUN / "data", store.manifest()["val"]["files"])
+    write_run_files(RUN)
+    proc = edvis("analyze", "--run", str(RUN))
+    if proc.returncode != 0:
+        raise RuntimeError(f"edvis analyze failed:\n{proc.stderr}")
+    print(f"bench: full-size run ready in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
+
+    first, rss, log = build(OUT / "a")
+    print(f"bench: site built in {first:.0f}s, peak RSS {rss:.0f} MB", file=sys.stderr, flush=True)
+    a = tree(OUT / "a")
+    second, _, _ = build(OUT / "b")
+    b = tree(OUT / "b")
+    size = sum(s for s, _ in a.values())
+    page, name = class_page_bytes(OUT / "a", a)
+    same = a == b
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if differ:
+        print(f"bench: builds differ in {len(differ)} file(s), e.g. {differ[:5]}", file=sys.stderr)
+    return [
+        {"benchmark": "site: full-size build (s)", "measured": f"{first:.0f} s (again: {second:.0f} s), peak RSS {rss:.0f} MB",
+         "ratio": first / BUILD_S, "target": f"≤ {BUILD_S:.0f} s", "met": first <= BUILD_S},
+        {"benchmark": "site: size of the full-size site (MB)", "measured": f"{size / 1e6:.0f} MB",
+         "ratio": size / SITE_BYTES, "target": "≤ 1000 MB", "met": size <= SITE_BYTES},
+        {"benchmark": "site: files in the full-size site", "measured": f"{len(a)} files",
+         "ratio": len(a) / SITE_FILES, "target": f"≤ {SITE_FILES}", "met": len(a) <= SITE_FILES},
+        {"benchmark": "site: heaviest class page with all it loads (MB)", "measured": f"{page / 1e6:.2f} MB ({name})",
+         "ratio": page / PAGE_BYTES, "target": "≤ 2 MB", "met": page <= PAGE_BYTES},
+        {"benchmark": "site: two builds byte-identical", "measured": "identical" if same else f"{len(differ)} differ",
+         "ratio": None, "target": "identical", "met": same},
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
