@@ -675,8 +675,8 @@ def _read_arrays(store: RenderStore, unit: Unit, keys: tuple[str, ...],
         raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
     except StoreError:
         raise
-    except Exception as e:
-        raise StoreError(f"cannot read render unit {path}: {e}") from None
+    except Exception as e:  # a truncated, foreign or incomplete file: as RenderStore.read says it
+        raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
 
 
 def _unit_seed(store: RenderStore, unit: Unit) -> int:

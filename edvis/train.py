@@ -349,7 +349,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     except FileNotFoundError:
         raise RunError(f"checkpoint not found: {path}") from None
     except Exception as e:  # noqa: BLE001 (any failure to unpickle means "not readable")
-        raise RunError(f"cannot read checkpoint {path} (damaged or not an edvis checkpoint): {e}") from None
+        raise RunError(f"cannot read checkpoint {path} (damaged or not an edvis checkpoint): {e}; "
+                       "if it was cut short, delete it to resume from the epoch before") from None
     if not isinstance(ckpt, dict) or ckpt.get("schema") != CHECKPOINT_SCHEMA or "model_config" not in ckpt:
         raise RunError(f"{path} is not an edvis checkpoint of schema {CHECKPOINT_SCHEMA}")
     return ckpt
@@ -452,10 +453,7 @@ def train(
     rows: list[dict[str, Any]] = []
     if done:
         path = run.checkpoint(done[-1])
-        try:
-            ckpt = load_checkpoint(path, map_location=device)
-        except RunError as e:
-            raise RunError(f"{e}; if it was cut short, delete it to resume from the epoch before") from None
+        ckpt = load_checkpoint(path, map_location=device)
         check_model_config(ckpt["model_config"], mc.to_dict(), path, f"the run {run.root}")
         try:
             model.load_state_dict(ckpt["model"])

@@ -101,9 +101,10 @@ def test_cam_baseline_exports_the_same_outputs_with_its_own_map_size(tmp_path, r
     run = _fake_run(tmp_path, num_classes=5, epochs=(1,), name="cam-resnet18")
     export_run(tmp_path, check_images=real_images, log=lambda s: None)
     model = onnx.load(str(run.onnx(1)))
-    assert [o.name for o in model.graph.output] == ["logits", "maps"]
+    assert [o.name for o in model.graph.output] == ["logits", "maps", "layer.conv1", "layer.layer1",
+                                                    "layer.layer2", "layer.layer3", "layer.layer4"]
     session = ort.InferenceSession(str(run.onnx(1)), providers=["CPUExecutionProvider"])
-    logits, maps = session.run(None, {"images": real_images[:3]})
+    logits, maps = session.run(["logits", "maps"], {"images": real_images[:3]})
     assert logits.shape == (3, 5) and maps.shape == (3, 5, 2, 2)  # 64 px / 32
     # The CAM includes the class bias, so its spatial mean is the logit, inside the graph too.
     np.testing.assert_allclose(maps.mean(axis=(2, 3)), logits, atol=1e-4, rtol=1e-4)
