@@ -1449,7 +1449,9 @@ def render(site: Site, out_dir: Path, log: Log = _stderr) -> Path:
     images = _Images(site)
     legend = _legend_gradient(lut)
     common = {"site": site, "legend": legend, "tile_px": TILE_PX, "small_px": SMALL_PX,
-              "version": edvis.__version__, "fmt": _fmt}
+              "version": edvis.__version__, "fmt": _fmt,
+              # `make docs` builds the documentation into OUT/docs/; link it only when it is there.
+              "docs": (out_dir / "docs" / "index.html").is_file()}
 
     def page(template: str, rel: str, **extra: Any) -> None:
         path = _inside(out_dir, rel)
