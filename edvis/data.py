@@ -8,8 +8,8 @@ on a CPU, and keeps the batch order a pure function of (seed, epoch).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ class InMemorySplit:
         return len(self.labels)
 
     @classmethod
-    def load(cls, samples: Sequence[Sample], size: int, workers: int = 2) -> "InMemorySplit":
+    def load(cls, samples: Sequence[Sample], size: int, workers: int = 2) -> InMemorySplit:
         images = load_images([s.path for s in samples], size=size, workers=workers)
         labels = np.array([s.label for s in samples], dtype=np.int64)
         return cls(torch.from_numpy(images), torch.from_numpy(labels))

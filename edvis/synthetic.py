@@ -20,9 +20,9 @@ from __future__ import annotations
 import colorsys
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image

@@ -142,7 +142,8 @@ def test_pretrained_mismatch_names_the_file_and_the_key(tmp_path):
     wrong = _resnet18_state()
     wrong["conv1.weight"] = torch.zeros(64, 3, 3, 3)
     torch.save(wrong, tmp_path / "wrong.pt")
-    with pytest.raises(PretrainedError, match=r"wrong\.pt: conv1\.weight has shape \(64, 3, 3, 3\), ResNet-18 needs \(64, 3, 7, 7\)"):
+    with pytest.raises(PretrainedError,
+                       match=r"wrong\.pt: conv1\.weight has shape \(64, 3, 3, 3\), ResNet-18 needs \(64, 3, 7, 7\)"):
         load_pretrained(model, str(tmp_path / "wrong.pt"))
     foreign = {**_resnet18_state(), "layer5.0.weight": torch.zeros(1)}
     torch.save(foreign, tmp_path / "foreign.pt")
