@@ -28,6 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from edvis import atomic
+from edvis.analysis import bilinear_matrix
 
 #: Nominal figure size in inches and the DPI it is designed at; the PNG is written at 2x.
 FIGSIZE = (8.0, 3.2)
@@ -350,17 +351,6 @@ MOSAIC_TILE = 192  # pixels per tile in the mosaic (3x the 64 px images)
 _MOSAIC_ALPHA = 0.5
 
 
-def _bilinear(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) weights of bilinear resizing with half-pixel centres (as edvis.analysis)."""
-    x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    lo = np.floor(x).astype(int)
-    hi = np.minimum(lo + 1, n_in - 1)
-    w = np.zeros((n_out, n_in))
-    np.add.at(w, (np.arange(n_out), lo), 1 - (x - lo))
-    np.add.at(w, (np.arange(n_out), hi), x - lo)
-    return w
-
-
 def _tile_pixels(cell: Cell, lut: np.ndarray, size: int) -> np.ndarray:
     """The (size, size, 3) uint8 picture of a cell: image (nearest), map (bilinear) over it."""
     out = np.full((size, size, 3), 255.0)
@@ -371,7 +361,7 @@ def _tile_pixels(cell: Cell, lut: np.ndarray, size: int) -> np.ndarray:
         out = cell.image[rows][:, cols].astype(np.float64)
     if cell.map is not None:
         m = np.asarray(cell.map, dtype=np.float64)
-        wr, wc = _bilinear(m.shape[0], size), _bilinear(m.shape[1], size)
+        wr, wc = bilinear_matrix(m.shape[0], size), bilinear_matrix(m.shape[1], size)
         up = np.clip(np.rint(wr @ m @ wc.T), 0, 255).astype(np.uint8)
         colour = lut[up].astype(np.float64)
         out = colour if cell.image is None else (1 - _MOSAIC_ALPHA) * out + _MOSAIC_ALPHA * colour
