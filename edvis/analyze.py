@@ -361,7 +361,8 @@ def _model_name(run: Run) -> str:
     except RunError:  # a folder that holds only a render store
         model = {}
     name = str(model.get("name") or run.root.resolve().name)
-    return f"{name} ({model['variant']})" if model.get("variant") else name
+    # Only the edvis network has variants; a CAM baseline's config carries the default unused.
+    return f"{name} ({model['variant']})" if model.get("variant") and name == "edvis-resnet18" else name
 
 
 def build_outputs(g: Gathered, cls: Classes, threshold: float, model: str,

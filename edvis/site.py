@@ -610,7 +610,8 @@ def collect(
         num_classes=num_classes,
         num_val=len(files),
         model_name=str(model.get("name", "")),
-        variant=str(model.get("variant", "")),
+        # Only the edvis network has variants; a CAM baseline's config carries the default unused.
+        variant=str(model.get("variant", "")) if model.get("name", "edvis-resnet18") == "edvis-resnet18" else "",
         recipe=str(_get(config, "train", "recipe", default="")),
         epochs_planned=str(_get(config, "train", "epochs", default="")),
         epochs_trained=len(metrics),
