@@ -875,7 +875,7 @@ def _compare_model(run_dir: Path, manifest: dict[str, Any], site: Site, log: Log
     config = run.read_config() if run.config_path.exists() else {}
     model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
     label = str(model.get("name", "")) or run_dir.resolve().name
-    if model.get("variant"):
+    if model.get("variant") and model.get("name", "edvis-resnet18") == "edvis-resnet18":
         label += f" ({model['variant']})"
     if label == site.models[0].label:
         label += f" [{run_dir.resolve().name}]"
