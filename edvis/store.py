@@ -124,9 +124,8 @@ class RenderStore:
         """Store ``outputs`` [(layer name, (K, ch, h, w))] of validation images ``index`` (K,)."""
         arrays = {f"L{i}": a.astype(np.float16) for i, (_, a) in enumerate(outputs)}
         layers = [{"key": f"L{i}", "name": name, "shape": list(a.shape[1:])} for i, (name, a) in enumerate(outputs)]
-        meta = {"epoch": epoch, "layers": layers, **meta}
-        with atomic.atomic_path(self.layers_path(epoch)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), index=np.asarray(index, np.int64), **arrays)
+        _save(self.layers_path(epoch), {"epoch": epoch, "layers": layers, **meta},
+              {"index": np.asarray(index, np.int64), **arrays})
 
     def read_layers(self, epoch: int) -> tuple[dict[str, Any], np.ndarray, list[tuple[str, np.ndarray]]]:
         """(meta, index, [(layer name, (K, ch, h, w) float16)]) of one epoch."""
@@ -138,17 +137,11 @@ class RenderStore:
         except FileNotFoundError:
             raise StoreError(f"layer outputs missing: {path} (run `edvis render`)") from None
         except _DAMAGED as e:
-            raise StoreError(f"cannot read {path}: {e}; delete it and run `edvis render`") from None
+            raise StoreError(f"cannot read layer outputs {path}: {e}; delete it and run `edvis render`") from None
 
     def layers_meta(self, epoch: int) -> dict[str, Any] | None:
-        path = self.layers_path(epoch)
-        if not path.exists():
-            return None
-        try:
-            with np.load(path) as z:
-                return json.loads(str(z["meta"]))
-        except _DAMAGED as e:
-            raise StoreError(f"cannot read {path}: {e}; delete it and run `edvis render`") from None
+        """The layer file's metadata, or None when it is absent."""
+        return _read_meta(self.layers_path(epoch), "layer outputs")
 
     def epochs(self, perturbation: str = "clean") -> list[int]:
         return sorted(u.epoch for u in self.units() if u.perturbation == perturbation)
@@ -160,20 +153,11 @@ class RenderStore:
         missing = set(ARRAYS) - set(arrays)
         if missing:
             raise ValueError(f"unit {unit.key} lacks arrays {sorted(missing)}")
-        meta = {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}
-        with atomic.atomic_path(self.path(unit)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        _save(self.path(unit), {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}, arrays)
 
     def meta(self, unit: Unit) -> dict[str, Any] | None:
         """The unit's metadata, or None when the unit is absent."""
-        path = self.path(unit)
-        if not path.exists():
-            return None
-        try:
-            with np.load(path) as z:
-                return json.loads(str(z["meta"]))
-        except _DAMAGED as e:  # a foreign or damaged file: say which
-            raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
+        return _read_meta(self.path(unit))
 
     def read(self, unit: Unit) -> dict[str, np.ndarray]:
         path = self.path(unit)
@@ -184,3 +168,20 @@ class RenderStore:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
         except _DAMAGED as e:
             raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
+
+
+def _save(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """One .npz of ``arrays`` plus ``meta`` as a JSON string, written atomically."""
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+
+
+def _read_meta(path: Path, what: str = "render unit") -> dict[str, Any] | None:
+    """The ``meta`` of a file ``_save`` wrote, or None when the file is absent."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            return json.loads(str(z["meta"]))
+    except _DAMAGED as e:  # a foreign or damaged file: say which
+        raise StoreError(f"cannot read {what} {path}: {e}; delete it and run `edvis render`") from None
