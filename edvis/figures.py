@@ -377,8 +377,7 @@ def _tile_pixels(cell: Cell, lut: np.ndarray, size: int) -> np.ndarray:
     return np.rint(out).astype(np.uint8)
 
 
-def map_mosaic(rows: Sequence[Sequence[Cell]], out_stem: Path, title: str, data: Any,
-               row_labels: Sequence[str] | None = None) -> dict[str, Path]:
+def map_mosaic(rows: Sequence[Sequence[Cell]], out_stem: Path, title: str, data: Any) -> dict[str, Path]:
     """A grid of images and viridis maps with a line of text above and below each tile.
 
     ``rows`` may differ in length. Writes ``.png``, ``.svg`` and ``.json`` (``data``, the
@@ -407,7 +406,7 @@ def map_mosaic(rows: Sequence[Sequence[Cell]], out_stem: Path, title: str, data:
             texts.append((x + t / 2, y + t + 4, cell.bottom, "top"))
     paths = {"json": write_json(out_stem.with_name(f"{out_stem.name}.json"), data)}
     dpi = BASE_DPI * PNG_SCALE
-    left = 260 if row_labels else 16
+    left = 16
     bar_w, right, top, bottom = 28, 230, 70, 16
     fig_w, fig_h = left + width + right, top + height + bottom
     with matplotlib.rc_context(_RC):
@@ -419,10 +418,6 @@ def map_mosaic(rows: Sequence[Sequence[Cell]], out_stem: Path, title: str, data:
         for x, y, text, va in texts:
             if text:
                 ax.text(x, y, text, ha="center", va=va, fontsize=6.5, parse_math=False)
-        if row_labels:
-            for r, label in enumerate(row_labels):
-                ax.text(-12, r * (t + gap_y) + gap_y // 2 + t / 2, label, ha="right", va="center", fontsize=7,
-                        parse_math=False)
         fig.text(left / fig_w, 1 - 20 / fig_h, title, ha="left", va="top", fontsize=9, parse_math=False)
         bar_h = min(height - gap_y, 520)
         cax = fig.add_axes(((left + width + 24) / fig_w, (bottom + (height - bar_h) / 2) / fig_h,

@@ -63,7 +63,6 @@ from edvis.store import RenderStore, StoreError, Unit
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 CLEAN = "clean"
-PERTURBATION = CLEAN  # the setting the class pages show
 NOT_SETTINGS = frozenset({"layers"})  # folders of the render store that hold no setting's units
 PAPER_ORDER = ("gray", "blur3", "blur5", "bgr", "brg", "sp0.0005", "sp0.005")
 SLUG_MAX = 40
@@ -193,14 +192,13 @@ class Pack:
     """A data object for the browser: a sprite sheet and maps, written as ``data/<key>.{png,js}``.
 
     ``maps`` is (Q, E, S, S) uint8, each map scaled to its own maximum; ``cells`` the validation
-    indices in the sprite (or ``pixels``, (K, H, W, 3) uint8, for images made here).
+    indices in the sprite.
     """
 
     key: str
     epochs: list[int]
     maps: np.ndarray
     cells: list[int] = field(default_factory=list)
-    pixels: np.ndarray | None = None
     pred: np.ndarray | None = None  # (Q, E) top-1 class of the image behind each sequence
     prob: np.ndarray | None = None  # (Q, E) its probability
     truth: list[int] | None = None  # (Q,) true class
@@ -222,7 +220,7 @@ class Pack:
 
     @property
     def has_sprite(self) -> bool:
-        return self.sprite_key is None and (bool(self.cells) or self.pixels is not None)
+        return self.sprite_key is None and bool(self.cells)
 
 
 @dataclass(frozen=True)
@@ -338,8 +336,6 @@ class Setting:
 
     name: str
     slug: str
-    kind: str
-    severity: int | None
     epochs: list[int]
     top1: list[float]
     top5: list[float]
@@ -412,7 +408,6 @@ class GalleryRow:
 
     image: Tile
     maps: list[Tile]
-    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -445,7 +440,6 @@ class Layers:
 
     epochs: list[int]
     layers: list[LayerInfo]
-    cells: list[int]  # validation indices in the sprite
     images: list[tuple[int, str, str]]  # (sprite cell, file, true class name) in page order
     packs: dict[int, dict[str, Any]]  # epoch -> data object
     pack_files: dict[int, str]
@@ -505,7 +499,6 @@ class Site:
     compare: dict[str, Any] | None = None
     packs: list[Pack] = field(default_factory=list, repr=False)  # every data object but the layers'
     figures: list[FigureEntry] = field(default_factory=list)
-    figure_data: dict[str, Any] = field(default_factory=dict, repr=False)
     base_url: str = ""
 
     @property
@@ -751,13 +744,6 @@ def setting_slug(name: str) -> str:
     return slug or "setting"
 
 
-def _kind(name: str) -> tuple[str, int | None]:
-    m = re.fullmatch(r"(.+)-(\d+)", name)
-    if m:
-        return m.group(1), int(m.group(2))
-    return (PERTURBATIONS[name].kind if name in PERTURBATIONS else name), None
-
-
 def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
     """Accuracy per epoch of every setting; for perturbed ones also flips and chosen rows."""
     renders = site.renders
@@ -773,11 +759,10 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
         while slug in used:
             slug += "-x"
         used.add(slug)
-        kind, severity = _kind(name)
         if name == CLEAN:
             e_final = len(renders.epochs) - 1
             out.append(Setting(
-                name=CLEAN, slug=slug, kind=CLEAN, severity=None, epochs=list(renders.epochs),
+                name=CLEAN, slug=slug, epochs=list(renders.epochs),
                 top1=[float(h.mean()) for h in renders.hit1], top5=[float(h.mean()) for h in renders.hit5],
                 class_top1=_class_means(renders.hit1[e_final], labels, site.num_classes),
                 seed=renders.seed, analysis=table.get(CLEAN, {}),
@@ -794,7 +779,7 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
         flipped = np.flatnonzero(pred_final != clean_final)
         flip_rows = picks.choose(flipped, PERTURB_FLIPS, picks.rng(site.seed, f"flips:{name}"))
         rows = random_rows + [i for i in flip_rows if i not in random_rows]
-        setting = Setting(name=name, slug=slug, kind=kind, severity=severity, epochs=epochs, top1=[], top5=[],
+        setting = Setting(name=name, slug=slug, epochs=epochs, top1=[], top5=[],
                           class_top1=np.zeros(0), rows=rows, flip_rows=flip_rows, random_count=len(random_rows),
                           seed=_unit_seed(store, Unit(name, epochs[-1])), analysis=table.get(name, {}),
                           known=name in PERTURBATIONS)
@@ -1235,7 +1220,7 @@ def _read_layers(store: RenderStore, site: Site, log: Log) -> Layers | None:
     order = [im["index"] for im in packs[epochs[-1]]["images"]]
     images = [(cells.index(i), site.files[i], site.names[site.labels[i]]) for i in order]
     site.packs.append(Pack(key="layers", epochs=epochs, maps=np.zeros((0, 1, 1, 1), np.uint8), cells=cells))
-    return Layers(epochs, infos, cells, images, packs, files)
+    return Layers(epochs, infos, images, packs, files)
 
 
 # -- compare -----------------------------------------------------------------------------------
@@ -1275,7 +1260,7 @@ def _compare(site: Site) -> dict[str, Any]:
                                   f"({100 * p:.1f}%), {verdict}"))
         rows.append((i, truth, tiles))
     analysis = site.analysis or {}
-    return {"rows": rows, "a": a, "b": b, "ids": chosen,
+    return {"rows": rows, "a": a, "b": b,
             "localisation": [m for m in analysis.get("models", []) if isinstance(m, dict)]
             if len(analysis.get("models", [])) > 1 else []}
 
@@ -1573,8 +1558,6 @@ def _copy_static(out_dir: Path) -> None:
 
 def _sprite_pixels(site: Site, pack: Pack, images: _Images) -> np.ndarray:
     """(K, H, W, 3) uint8: the pack's images; a perturbation pack's odd cells perturbed."""
-    if pack.pixels is not None:
-        return pack.pixels
     keep = not pack.key[:1].isdigit()  # class sprites are read once; other pages share images
     pixels = np.stack([images.load(i, keep=keep) for i in pack.cells])
     name = pack.extra.get("perturbation")
@@ -1823,8 +1806,6 @@ def _fig_layers(site: Site, entry: FigureEntry, stem: Path, images: _Images) -> 
         row = [figures.Cell(image=images.load(i), top=_short(names[labels[i]]))]
         record: dict[str, Any] = {"file": site.files[i], "class": names[labels[i]], "layers": []}
         for info, layer in zip(lay.layers, image["layers"]):
-            if layer is None:
-                continue
             grids = np.frombuffer(base64.b64decode(layer["data"]), np.uint8).reshape(-1, layer["h"], layer["w"])
             row.append(figures.Cell(map=grids[-1], top=_short(info.name, 14), bottom=f"{layer['h']}×{layer['w']}"))
             record["layers"].append({"layer": info.name, "mean_over_channels": _map_data(grids[-1])})
