@@ -356,20 +356,24 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return ckpt
 
 
-def _logged_rows(run: Run, done: list[int]) -> list[dict[str, Any]]:
-    """The metrics rows of the epochs in ``done``, from metrics.jsonl or else their checkpoints.
+def _logged_rows(run: Run, done: list[int], last: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The metrics rows of the epochs in ``done``, from metrics.jsonl or else their checkpoints
+    (``last`` is the last one, already loaded); and whether metrics.jsonl lacked any.
 
     A kill between a checkpoint's rename and the metrics write loses that epoch's row from
     metrics.jsonl only: every checkpoint carries its own row.
     """
     logged = {r["epoch"]: r for r in run.read_metrics() if r["epoch"] in done}
+    lacking = len(logged) < len(done)
+    if "metrics" in last:
+        logged.setdefault(done[-1], last["metrics"])
     rows = []
     for e in done:
         row = logged.get(e) or load_checkpoint(run.checkpoint(e)).get("metrics")
         if row is None:
             raise RunError(f"{run.checkpoint(e)} holds no metrics row and {run.metrics_path} lacks epoch {e}")
         rows.append(row)
-    return rows
+    return rows, lacking
 
 
 def _describe(cfg: TrainConfig, mc: ModelConfig, rt: Runtime, device: torch.device, processes: int) -> str:
@@ -463,7 +467,9 @@ def train(
         if rt.amp and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start = ckpt["epoch"]
-        rows = _logged_rows(run, done)
+        rows, lacking = _logged_rows(run, done, ckpt)
+        if lacking and main:
+            run.write_metrics(rows)  # put back what a kill took, even when no epoch is left to train
         if start >= cfg.epochs:
             log(f"all {cfg.epochs} epochs already trained")
             return rows

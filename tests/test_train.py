@@ -165,3 +165,16 @@ def test_damaged_checkpoint_is_named(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RunError, match="epoch_001.pt"):
         load_checkpoint(bad)
+
+
+def test_a_metrics_row_lost_after_the_last_checkpoint_is_written_back(tiny_data, tmp_path):
+    # A kill between the last checkpoint's rename and the metrics write: metrics.jsonl lacks that
+    # epoch. Rerunning has no epoch left to train, yet must restore the row from the checkpoint.
+    cfg = resolve_config("demo", epochs=2, batch_size=4)
+    rows = train(tmp_path / "r", tiny_data, {}, cfg, CPU, log=_quiet)
+    run = Run(tmp_path / "r")
+    lines = run.metrics_path.read_text().splitlines()
+    run.metrics_path.write_text(lines[0] + "\n")
+    assert [r["epoch"] for r in run.read_metrics()] == [1]
+    assert train(tmp_path / "r", tiny_data, {}, cfg, CPU, log=_quiet) == rows
+    assert run.read_metrics() == rows  # epoch 2's row is back, value for value
