@@ -1,47 +1,17 @@
-"""Tensors for training: a dataset's images decoded once into memory, and batch augmentation.
+"""Batch transforms on the training device: normalisation and augmentation.
 
-Tiny ImageNet at 64×64 is 12 KiB an image (1.2 GB for all 100,000 training images), so decoding
-everything once and slicing batches out of one uint8 tensor beats re-reading JPEGs every epoch
-on a CPU, and keeps the batch order a pure function of (seed, epoch).
+Batches arrive as uint8 (B, H, W, 3) from ``edvis.loader``; everything here draws its random
+numbers from a generator the training loop seeds, so results are a function of (seed, epoch).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from edvis.dataset import Sample, load_images
-
-
-@dataclass
-class InMemorySplit:
-    images: Tensor  # (N, H, W, 3) uint8
-    labels: Tensor  # (N,) int64
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @classmethod
-    def load(cls, samples: Sequence[Sample], size: int, workers: int = 2) -> InMemorySplit:
-        images = load_images([s.path for s in samples], size=size, workers=workers)
-        labels = np.array([s.label for s in samples], dtype=np.int64)
-        return cls(torch.from_numpy(images), torch.from_numpy(labels))
-
-    def batches(
-        self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield (uint8 (B, H, W, 3), int64 (B,)) batches; the last one may be smaller."""
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for i in range(0, n, batch_size):
-            idx = order[i : i + batch_size]
-            yield self.images[idx], self.labels[idx]
 
 
 def to_float(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
