@@ -335,7 +335,8 @@ def merge_stores(run_dir: str | Path, sources: Sequence[str | Path], log: Log = 
 
     Each source is a run folder or its ``render`` folder. A unit is taken only when it was
     rendered from the very ONNX file RUN holds for its epoch (same sha256) over the same
-    validation set; units RUN already has up to date are kept. Returns the units copied.
+    validation set; units RUN already has up to date are kept. The layer files (``layers/``)
+    come along under the same rules. Returns the units copied.
     """
     run = Run(Path(run_dir))
     dest = RenderStore(run.render_dir)
@@ -351,16 +352,19 @@ def merge_stores(run_dir: str | Path, sources: Sequence[str | Path], log: Log = 
                 raise StoreError(f"{store.manifest_path} describes another validation set than {dest.manifest_path}")
         else:
             dest.init({k: v for k, v in manifest.items() if k != "schema"})
-        for unit in store.units():
-            meta = store.meta(unit)
-            if meta.get("onnx_sha256") != shas.get(unit.epoch):
-                raise StoreError(f"{store.path(unit)} was rendered from another ONNX file than "
-                                 f"{run.onnx(unit.epoch)}; export and render again")
-            have = dest.meta(unit)
-            if have is not None and have.get("onnx_sha256") == meta["onnx_sha256"] and have.get("seed") == meta.get("seed"):
+        # (source file, its meta, the destination's meta, destination file, unit or None for layers)
+        files = [(store.path(u), store.meta(u), dest.meta(u), dest.path(u), u) for u in store.units()]
+        files += [(store.layers_path(e), store.layers_meta(e), dest.layers_meta(e), dest.layers_path(e), None)
+                  for e in store.layer_epochs()]
+        for path, meta, have, target, unit in files:
+            if meta.get("onnx_sha256") != shas.get(meta["epoch"]):
+                raise StoreError(f"{path} was rendered from another ONNX file than "
+                                 f"{run.onnx(meta['epoch'])}; export and render again")
+            if _up_to_date(have, meta["onnx_sha256"], meta.get("seed")):
                 continue
-            with atomic.atomic_path(dest.path(unit)) as tmp:
-                shutil.copyfile(store.path(unit), tmp)
-            copied.append(unit)
+            with atomic.atomic_path(target) as tmp:
+                shutil.copyfile(path, tmp)
+            if unit is not None:
+                copied.append(unit)
         log(f"render: merged {src}: {len(copied)} unit(s) copied so far")
     return copied

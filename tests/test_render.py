@@ -117,9 +117,17 @@ def assert_same_store(a: Path, b: Path) -> None:
     assert sa.units() == sb.units() and len(sa.units()) == 2 * len(PAPER)
     for u in sa.units():
         ra, rb = sa.read(u), sb.read(u)
-        for k in ARRAYS:
+        assert ra.keys() == rb.keys() and set(ARRAYS) <= ra.keys()
+        for k in ra:
             np.testing.assert_array_equal(ra[k], rb[k], err_msg=f"{u.key} {k}")
         assert sa.meta(u) == sb.meta(u)
+    assert sa.layer_epochs() == sb.layer_epochs() == [1, 2]
+    for epoch in sa.layer_epochs():
+        (ma, ia, la), (mb, ib, lb) = sa.read_layers(epoch), sb.read_layers(epoch)
+        assert ma == mb
+        np.testing.assert_array_equal(ia, ib)
+        for (name, a), (_, b) in zip(la, lb):
+            np.testing.assert_array_equal(a, b, err_msg=f"layer {name} epoch {epoch}")
 
 
 def test_reference_store_holds_every_image_and_unit(exported):
@@ -199,10 +207,6 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_render(exported, kill_after)
     done = render_run(victim, perturbations=["paper"], log=lambda s: None)
     assert len(done) == 2 * len(PAPER) - survivors  # only what was missing
     assert_same_store(victim, reference)
-    for epoch in (1, 2):
-        for (name, a), (_, b) in zip(RenderStore(victim / "render").read_layers(epoch)[2],
-                                     RenderStore(reference / "render").read_layers(epoch)[2]):
-            np.testing.assert_array_equal(a, b, err_msg=f"layer {name} epoch {epoch}")
 
 
 def test_cpu_machine_prints_one_provider_line_and_no_cuda_noise(exported):
