@@ -119,7 +119,7 @@ class ImageStats:
 
 def read_stats(store: RenderStore, unit: Unit, labels: np.ndarray, classes: int, map_size: int) -> ImageStats:
     """Read one unit and check its shapes against the manifest (an error names the file)."""
-    a = store.read(unit)
+    a = store.read(unit, optional=())  # not the clean units' top-5 maps: unused here
     n = len(labels)
     want = {"probs": (n, classes), "map_true": (n, map_size, map_size), "map_pred": (n, map_size, map_size)}
     for key, shape in want.items():
@@ -213,7 +213,10 @@ def gather(store: RenderStore, classes: int, log: Callable[[str], None]) -> Gath
     for s in settings:
         g.per_class[s] = {m: np.full((E, classes), np.nan) for m in CLASS_METRICS}
     final = epochs[-1]
-    reference = read_stats(store, Unit(CLEAN, final), labels, classes, map_size).map_true  # (N, S, S)
+    reference = store.read(Unit(CLEAN, final), ("map_true",), ())["map_true"]  # (N, S, S)
+    if reference.shape != (len(labels), map_size, map_size):
+        raise AnalysisError(f"{store.path(Unit(CLEAN, final))}: map_true has shape {reference.shape}, "
+                            f"the manifest implies {(len(labels), map_size, map_size)}")
 
     todo = len(present)
     done = 0
@@ -349,7 +352,7 @@ def _classes(manifest: dict[str, Any], store: RenderStore) -> Classes:
     names = [str(n) for n in dataset.get("names", [])]
     if not wnids:  # a store without a dataset record: the units know the class count
         first = store.units()[0] if store.units() else None
-        count = store.read(first)["probs"].shape[1] if first else 0
+        count = store.read(first, ("probs",), ())["probs"].shape[1] if first else 0
         wnids = [f"class{c}" for c in range(count)]
     names += wnids[len(names):]
     return Classes(wnids, names[: len(wnids)])

@@ -655,24 +655,6 @@ def collect(
     return site
 
 
-def _read_arrays(store: RenderStore, unit: Unit, keys: tuple[str, ...],
-                 optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Only the named arrays of a unit (an .npz member is read only when asked for)."""
-    path = store.path(unit)
-    try:
-        with np.load(path) as z:
-            missing = [k for k in keys if k not in z.files]
-            if missing:
-                raise StoreError(f"render unit {path} lacks arrays {missing}")
-            return {k: z[k] for k in keys + optional if k in z.files}
-    except FileNotFoundError:
-        raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
-    except StoreError:
-        raise
-    except Exception as e:  # a truncated, foreign or incomplete file: as RenderStore.read says it
-        raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
-
-
 def _unit_seed(store: RenderStore, unit: Unit) -> int:
     meta = store.meta(unit) or {}
     value = meta.get("seed", 0)
@@ -693,7 +675,7 @@ def _read_clean(store: RenderStore, epochs: list[int], labels: np.ndarray, map_s
         unit = Unit(CLEAN, epoch)
         last = e == e_count - 1
         keys = ("top5", "top5_prob", "map_true") + (("map_pred",) if last else ())
-        arrays = _read_arrays(store, unit, keys, optional=("map_top5",) if last else ())
+        arrays = store.read(unit, keys, optional=("map_top5",) if last else ())
         top5 = np.asarray(arrays["top5"], dtype=np.int64)
         if top5.shape[0] != n or arrays["map_true"].shape != (n, map_size, map_size):
             raise SiteError(
@@ -773,7 +755,7 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
             log(f"site: setting {name} has no epoch with a clean unit; left out")
             continue
         log(f"site: reading {len(epochs)} unit(s) of {name}")
-        final = _read_arrays(store, Unit(name, epochs[-1]), ("top5",))
+        final = store.read(Unit(name, epochs[-1]), ("top5",), ())
         pred_final = np.asarray(final["top5"], dtype=np.int64)[:, 0]
         clean_final = renders.pred[renders.epochs.index(epochs[-1])]
         flipped = np.flatnonzero(pred_final != clean_final)
@@ -790,7 +772,7 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
         idx = np.asarray(rows, dtype=np.int64)
         hit_final = np.zeros(len(labels), dtype=bool)
         for e, epoch in enumerate(epochs):
-            arrays = _read_arrays(store, Unit(name, epoch), ("top5", "top5_prob", "map_true"))
+            arrays = store.read(Unit(name, epoch), ("top5", "top5_prob", "map_true"), ())
             top5 = np.asarray(arrays["top5"], dtype=np.int64)
             if top5.shape[0] != len(labels):
                 raise SiteError(f"{store.path(Unit(name, epoch))} holds {top5.shape[0]} images, "
@@ -874,7 +856,7 @@ def _compare_model(run_dir: Path, manifest: dict[str, Any], site: Site, log: Log
         if epoch not in store.epochs(name):
             continue
         keys = ("top5", "top5_prob", "map_true") if name == CLEAN else ("top5",)
-        arrays = _read_arrays(store, Unit(name, epoch), keys)
+        arrays = store.read(Unit(name, epoch), keys, ())
         top5 = np.asarray(arrays["top5"], dtype=np.int64)
         settings[name] = (float((top5[:, 0] == labels).mean()), float((top5 == labels[:, None]).any(axis=1).mean()))
         if name == CLEAN:

@@ -159,16 +159,21 @@ class RenderStore:
         """The unit's metadata, or None when the unit is absent."""
         return _read_meta(self.path(unit))
 
-    def read(self, unit: Unit) -> dict[str, np.ndarray]:
+    def read(self, unit: Unit, keys: tuple[str, ...] = ARRAYS,
+             optional: tuple[str, ...] = OPTIONAL) -> dict[str, np.ndarray]:
+        """The unit's arrays named in ``keys`` (each must be there) and in ``optional`` (when
+        there). An .npz member is read only when asked for."""
         path = self.path(unit)
         try:
             with np.load(path) as z:
-                return {k: z[k] for k in ARRAYS + OPTIONAL if k in z.files}
+                missing = [k for k in keys if k not in z.files]
+                if missing:
+                    raise StoreError(f"render unit {path} lacks arrays {missing}")
+                return {k: z[k] for k in keys + optional if k in z.files}
         except FileNotFoundError:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
         except _DAMAGED as e:
             raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
-
 
 def _save(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """One .npz of ``arrays`` plus ``meta`` as a JSON string, written atomically."""
