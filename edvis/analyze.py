@@ -213,17 +213,15 @@ def gather(store: RenderStore, classes: int, log: Callable[[str], None]) -> Gath
     for s in settings:
         g.per_class[s] = {m: np.full((E, classes), np.nan) for m in CLASS_METRICS}
     final = epochs[-1]
-    reference = store.read(Unit(CLEAN, final), ("map_true",), ())["map_true"]  # (N, S, S)
-    if reference.shape != (len(labels), map_size, map_size):
-        raise AnalysisError(f"{store.path(Unit(CLEAN, final))}: map_true has shape {reference.shape}, "
-                            f"the manifest implies {(len(labels), map_size, map_size)}")
+    last = read_stats(store, Unit(CLEAN, final), labels, classes, map_size)  # read once, used twice
+    reference = last.map_true  # (N, S, S)
 
     todo = len(present)
     done = 0
     t_start = time.monotonic()
     for ei, epoch in enumerate(epochs):
         t = time.monotonic()
-        clean = read_stats(store, Unit(CLEAN, epoch), labels, classes, map_size)
+        clean = last if epoch == final else read_stats(store, Unit(CLEAN, epoch), labels, classes, map_size)
         for setting in settings:
             if (setting, epoch) not in present:
                 continue
