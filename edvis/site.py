@@ -55,6 +55,7 @@ from PIL import Image
 
 import edvis
 from edvis import atomic, figures, picks
+from edvis.analyze import order_settings
 from edvis.perturb import PERTURBATIONS, apply
 from edvis.run import Run
 from edvis.store import RenderStore, StoreError, Unit
@@ -63,8 +64,6 @@ from edvis.store import RenderStore, StoreError, Unit
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 CLEAN = "clean"
-NOT_SETTINGS = frozenset({"layers"})  # folders of the render store that hold no setting's units
-PAPER_ORDER = ("gray", "blur3", "blur5", "bgr", "brg", "sp0.0005", "sp0.005")
 SLUG_MAX = 40
 SPRITE_COLUMNS = 10  # Tiny ImageNet has 50 validation images per class: a 10 x 5 sheet
 TILE_PX = 128  # canvas size of a tile (2x the 64 px images)
@@ -702,23 +701,6 @@ def _read_clean(store: RenderStore, epochs: list[int], labels: np.ndarray, map_s
     )
 
 
-def order_settings(names: list[str]) -> list[str]:
-    """Settings in the site's order: clean, the paper's set, severity sweeps by kind and
-    severity, then anything else by name."""
-
-    def key(name: str) -> tuple[int, str, int, str]:
-        if name == CLEAN:
-            return (0, "", 0, "")
-        if name in PAPER_ORDER:
-            return (1, "", PAPER_ORDER.index(name), "")
-        m = re.fullmatch(r"(.+)-(\d+)", name)
-        if m:
-            return (2, m.group(1), int(m.group(2)), "")
-        return (3, "", 0, name)
-
-    return sorted(names, key=key)
-
-
 def setting_slug(name: str) -> str:
     """A file-name part for a setting: ``[a-z0-9.-]``, never starting with a dot."""
     slug = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")
@@ -731,7 +713,7 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
     renders = site.renders
     assert renders is not None
     labels = site.labels
-    names = order_settings([p for p in store.perturbations() if p not in NOT_SETTINGS])
+    names = order_settings(store.perturbations())
     table = {r.get("setting"): r for r in (site.analysis or {}).get("table", []) if isinstance(r, dict)}
     random_rows = picks.choose(np.arange(site.num_val), PERTURB_ROWS, picks.rng(site.seed, "perturbation-rows"))
     used: set[str] = set()
@@ -852,7 +834,7 @@ def _compare_model(run_dir: Path, manifest: dict[str, Any], site: Site, log: Log
     labels = site.labels
     settings: dict[str, tuple[float, float]] = {}
     clean: dict[str, np.ndarray] = {}
-    for name in order_settings([p for p in store.perturbations() if p not in NOT_SETTINGS]):
+    for name in order_settings(store.perturbations()):
         if epoch not in store.epochs(name):
             continue
         keys = ("top5", "top5_prob", "map_true") if name == CLEAN else ("top5",)
