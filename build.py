@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edvis.cli import DEFAULT_PERTURBATIONS, DEFAULT_RUN, _check_images, _log, run_guarded
+from edvis.cli import DEFAULT_RUN, build_parser, run_guarded
 
 
 def main() -> int:
@@ -26,15 +26,13 @@ def main() -> int:
     a = p.parse_args()
 
     def build() -> None:
-        from edvis.analyze import analyze_run
-        from edvis.export import export_run
-        from edvis.render import render_run
-        from edvis.site import build_site
-
-        export_run(a.run, check_images=_check_images(a.run), log=_log)
-        render_run(a.run, provider=a.provider, perturbations=DEFAULT_PERTURBATIONS, log=_log)
-        analyze_run(a.run, compare=a.compare, log=_log)
-        _log(f"site: {build_site(a.run, a.out, compare=a.compare, log=_log)}")
+        # Each stage exactly as its `edvis` verb runs it, with that verb's defaults.
+        parser = build_parser()
+        run, compare = str(a.run), (["--compare", str(a.compare)] if a.compare else [])
+        for argv in (["export", "--run", run], ["render", "--run", run, "--provider", a.provider],
+                     ["analyze", "--run", run, *compare], ["site", "--run", run, "--out", str(a.out), *compare]):
+            args = parser.parse_args(argv)
+            args.func(args)
 
     return run_guarded(build)
 

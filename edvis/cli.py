@@ -81,7 +81,7 @@ def _check_images(run_dir: Path, count: int = 16) -> Any:
 def cmd_export(a: argparse.Namespace) -> None:
     from edvis.export import export_run
 
-    export_run(a.run, check_images=_check_images(Path(a.run)), log=_log)
+    export_run(a.run, check_images=lambda: _check_images(Path(a.run)), log=_log)
 
 
 def cmd_render(a: argparse.Namespace) -> None:

@@ -107,14 +107,18 @@ def is_up_to_date(run: Run, epoch: int) -> bool:
         return False
 
 
-def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None) -> dict[str, Any]:
-    """Export one checkpoint, check it, and record the result beside the ONNX file."""
+def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None,
+                 run_model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export one checkpoint, check it, and record the result beside the ONNX file.
+
+    ``run_model``, the model config.json describes, must match the checkpoint's when given.
+    """
     ckpt_path = run.checkpoint(epoch)
     stamp = _stamp(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     mc = ckpt["model_config"]
-    if run.config_path.exists():
-        check_model_config(mc, run.read_config()["model"], ckpt_path, f"the run {run.root}")
+    if run_model is not None:  # the model config.json describes
+        check_model_config(mc, run_model, ckpt_path, f"the run {run.root}")
     model = build_model(mc)
     try:
         model.load_state_dict(ckpt["model"])
@@ -181,19 +185,27 @@ def check_parity(
 
 def export_run(
     run_dir: str | Path,
-    check_images: np.ndarray | None = None,
+    check_images: np.ndarray | Callable[[], np.ndarray | None] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[int]:
-    """Export every checkpoint whose ONNX is missing or stale; returns the epochs exported."""
+    """Export every checkpoint whose ONNX is missing or stale; returns the epochs exported.
+
+    ``check_images`` (real images for the parity check) may be a callable, called only when
+    there is something to export.
+    """
     run = Run(Path(run_dir))
     epochs = run.checkpoint_epochs()
     if not epochs:
         raise RunError(f"no checkpoints in {run.checkpoint_dir} (run `edvis train` first)")
+    # Read (and so schema-checked) once, whether or not anything is left to export.
+    run_model = run.read_config()["model"] if run.config_path.exists() else None
     todo = [e for e in epochs if not is_up_to_date(run, e)]
     if not todo:
         log(f"export: all {len(epochs)} epochs up to date")
+    elif callable(check_images):
+        check_images = check_images()
     for k, e in enumerate(todo, 1):
-        info = export_epoch(run, e, check_images)
+        info = export_epoch(run, e, check_images, run_model)
         p = info["parity"]
         log(
             f"export: epoch {e} ({k}/{len(todo)}) → {run.onnx(e).name}, parity max |diff| "
