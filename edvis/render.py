@@ -178,13 +178,6 @@ def render_run(
 
     run = Run(Path(run_dir))
     config = run.read_config()
-    ds = open_dataset(data_root or config["dataset"]["root"])
-    dataset = ds.record()
-    if dataset["fingerprint"] != config["dataset"]["fingerprint"]:
-        raise RunError(
-            f"the dataset at {ds.root} is not the one {run.root} was trained on "
-            "(its file list or labels differ); pass --data with the training dataset"
-        )
     epochs = run.onnx_epochs()
     if not epochs:
         raise RunError(f"no ONNX files in {run.onnx_dir} (run `edvis export` first)")
@@ -207,6 +200,14 @@ def render_run(
     if not todo and not layers_todo:
         log(f"render: all {len(epochs)} epochs × {len(names)} setting(s) up to date{part}")
         return []
+    # Only now, with work to do: indexing and fingerprinting a dataset stats every file.
+    ds = open_dataset(data_root or config["dataset"]["root"])
+    dataset = ds.record()
+    if dataset["fingerprint"] != config["dataset"]["fingerprint"]:
+        raise RunError(
+            f"the dataset at {ds.root} is not the one {run.root} was trained on "
+            "(its file list or labels differ); pass --data with the training dataset"
+        )
 
     providers = session_providers(provider)
     options = ort.SessionOptions()
