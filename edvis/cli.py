@@ -51,14 +51,15 @@ def pick_device(name: str) -> Any:
 def cmd_train(a: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from edvis.train import Runtime, TrainConfig, distributed, resolve_config, train
+    from edvis.train import RECIPE_VARIANTS, Runtime, TrainConfig, distributed, resolve_config, train
 
     # Every TrainConfig field has a flag of the same name; None keeps the recipe's value.
     cfg = resolve_config(a.recipe, **{f.name: getattr(a, f.name, None) for f in fields(TrainConfig) if f.name != "recipe"})
     if cfg.pretrained not in ("", "imagenet"):
         cfg = replace(cfg, pretrained=str(Path(cfg.pretrained).expanduser().resolve()))
     runtime = Runtime(workers=a.workers, preload=a.preload, amp=a.amp, channels_last=a.channels_last)
-    model = {"name": a.model, "variant": a.variant, "dropout": a.dropout, "image_size": a.image_size}
+    variant = a.variant or RECIPE_VARIANTS.get(a.recipe)
+    model = {"name": a.model, "variant": variant, "dropout": a.dropout, "image_size": a.image_size}
     with distributed(pick_device(a.device)) as device:
         if os.environ.get("RANK", "0") == "0":
             _log(f"train: device {device}")
@@ -172,9 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="edvis-resnet18", choices=["edvis-resnet18", "cam-resnet18"],
                    help="edvis-resnet18: the encoder-decoder whose class maps are its logits; cam-resnet18: the "
                    "baseline, ResNet-18 with average pooling and a linear classifier, maps by CAM (default edvis-resnet18)")
-    m.add_argument("--variant", default="author", choices=["paper", "author"],
+    m.add_argument("--variant", choices=["paper", "author"],
                    help="edvis decoder as the paper's text (BatchNorm, Dropout) or the author's code "
-                   "(InstanceNorm expand, Dropout2d) describes it (default author)")
+                   "(InstanceNorm expand, Dropout2d) describes it (default: the recipe's, paper for demo and "
+                   "author for author)")
     m.add_argument("--dropout", type=float, help="edvis decoder dropout probability (default 0.3)")
     m.add_argument("--image-size", type=int,
                    help="side images are resized to, a multiple of 32 (default 64, Tiny ImageNet's own)")
@@ -196,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
     o.add_argument("--rotation", type=float, help="random rotation up to ± this many degrees (0: none)")
     o.add_argument("--cutmix", type=float, help="probability that a batch is CutMix-ed (0: never)")
+    o.add_argument("--mosaic", type=float,
+                   help="probability that a batch becomes quarter mosaics (four images at half size) whose map "
+                   "quarters are each trained on their own quarter's label (0: never); a mosaic batch is not "
+                   "also CutMix-ed")
     o.add_argument("--seed", type=int, help="random seed for initialisation, batch order and augmentation (default 0)")
     r = t.add_argument_group("execution (may change on resume; results on the CPU do not depend on them)")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],

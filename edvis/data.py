@@ -50,9 +50,8 @@ def cutmix(
     """CutMix (Yun et al., 2019): with probability ``prob``, paste a random box from a shuffled
     copy of the batch and mix the one-hot targets by area. Returns (images, soft targets (B, C)).
 
-    Because the target splits by area, a class's evidence must sit where its pixels are: the
-    pressure that makes maps point at objects, which plain classification does not exert on a
-    2×2 bottleneck.
+    The target only says how much of each class there is, not where: on the embedded dataset
+    CutMix did not make the maps point at objects (docs/model.md); :func:`mosaic` does better.
     """
     targets = F.one_hot(labels, num_classes).to(x.dtype)
     if prob <= 0 or float(torch.rand(1, generator=generator)) >= prob:
@@ -68,3 +67,34 @@ def cutmix(
     x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
     kept = 1 - (y1 - y0) * (x1 - x0) / (h * w)
     return x, kept * targets + (1 - kept) * targets[perm]
+
+
+def mosaic(x: Tensor, labels: Tensor, generator: torch.Generator, prob: float) -> tuple[Tensor, Tensor | None]:
+    """Quarter mosaics: with probability ``prob``, each image of the batch becomes a mosaic of four
+    batch images, each shrunk to half size (2×2 average) and put in one quarter.
+
+    Mosaic i holds image i top left and images ``perm_k[i]`` in the other quarters, for three
+    random permutations of the batch, so every image appears once in every quarter. Returns the
+    images (B, 3, H, W) and the quarter labels (B, 4) in the order top left, top right, bottom
+    left, bottom right, or ``(x, None)`` when the batch is left as it is.
+
+    The labels let the training loss ask each quarter of a class map to answer for its own
+    quarter of the image (:func:`quarter_logits`): a plain classification target never says
+    *where*, and at 64 px the encoder's 2×2 cells each see the whole image.
+    """
+    if prob <= 0 or float(torch.rand(1, generator=generator)) >= prob:
+        return x, None
+    b = x.shape[0]
+    perms = [torch.arange(b)] + [torch.randperm(b, generator=generator) for _ in range(3)]
+    small = F.avg_pool2d(x, 2)  # (B, 3, H/2, W/2)
+    tl, tr, bl, br = (small[p.to(x.device)] for p in perms)
+    out = torch.cat([torch.cat([tl, tr], dim=3), torch.cat([bl, br], dim=3)], dim=2)
+    return out, torch.stack([labels[p.to(labels.device)] for p in perms], dim=1)
+
+
+def quarter_logits(maps: Tensor) -> Tensor:
+    """(B, C, S, S) maps, S even → (B, 4, C): the mean of each quarter of every map, in the order
+    top left, top right, bottom left, bottom right. Their mean over the quarters is the logits."""
+    b, c, s, _ = maps.shape
+    h = s // 2
+    return maps.reshape(b, c, 2, h, 2, h).mean(dim=(3, 5)).flatten(2).transpose(1, 2)

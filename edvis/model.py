@@ -47,7 +47,7 @@ class ModelConfig:
 
     num_classes: int
     name: str = "edvis-resnet18"
-    variant: str = "author"
+    variant: str = "paper"
     dropout: float = 0.3
     image_size: int = 64
     mean: tuple[float, float, float] = TINY_MEAN

@@ -110,3 +110,16 @@ def test_site_bad_seed_and_missing_compare_run(tmp_path):
     r = _edvis("site", "--run", run, "--out", out, "--compare", str(missing))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"edvis: error: --compare {missing}: no render store at {missing / 'render'}" in r.stderr
+
+
+def test_the_decoder_variant_follows_the_recipe_unless_given(tmp_path):
+    data = write_dataset(tmp_path / "data", classes=2, seed=0, train_per_class=2, val_per_class=1)
+    cases = {"demo": ([], "paper"), "author": (["--recipe", "author"], "author"),
+             "override": (["--recipe", "author", "--variant", "paper"], "paper")}
+    for name, (flags, variant) in cases.items():
+        run = tmp_path / name
+        r = _edvis("train", "--data", str(data), "--run", str(run), "--device", "cpu", "--epochs", "1", "--workers", "0",
+                   *flags)
+        assert r.returncode == 0, r.stderr
+        assert f"variant={variant}," in r.stderr
+        assert json.loads((run / "config.json").read_text())["model"]["variant"] == variant, name
