@@ -49,11 +49,26 @@ def upsample(maps: np.ndarray, size: int) -> np.ndarray:
     return w @ maps.astype(np.float32) @ w.T
 
 
+def peaks(up: np.ndarray) -> np.ndarray:
+    """(N, 2) pixel (x, y) of the maximum of each (N, H, W) image. Where several pixels share
+    the maximum, the one nearest their centroid (the first in row-major order among equals):
+    bilinear resizing clamps at the border, so a map whose hottest cell lies on its edge has a
+    plateau there, and a 2×2 map's plateau is a whole 16×16 corner of a 64×64 image; its
+    middle, not its first pixel, is where the map points."""
+    n, h, w = up.shape
+    top = up == up.max(axis=(1, 2), keepdims=True)  # (N, H, W)
+    count = top.sum(axis=(1, 2))
+    yy, xx = np.arange(h), np.arange(w)
+    cx = (top.sum(axis=1) * xx).sum(axis=1) / count  # (N,)
+    cy = (top.sum(axis=2) * yy).sum(axis=1) / count
+    d = (xx[None, None, :] - cx[:, None, None]) ** 2 + (yy[None, :, None] - cy[:, None, None]) ** 2
+    idx = np.where(top, d, np.inf).reshape(n, -1).argmin(axis=1)
+    return np.stack([idx % w, idx // w], axis=1)
+
+
 def map_peaks(maps: np.ndarray, size: int) -> np.ndarray:
-    """(N, 2) pixel (x, y) of each upsampled map's maximum (first in row-major order on ties)."""
-    up = upsample(maps, size).reshape(len(maps), -1)
-    idx = up.argmax(axis=1)
-    return np.stack([idx % size, idx // size], axis=1)
+    """(N, 2) pixel (x, y) of each map's maximum once upsampled to size × size (:func:`peaks`)."""
+    return peaks(upsample(maps, size))
 
 
 def inside(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -133,8 +148,7 @@ def localisation(maps: np.ndarray, boxes: np.ndarray, size: int, chunk: int = 25
     for i in range(0, n, chunk):
         b = boxes[i : i + chunk]
         up = upsample(maps[i : i + chunk], size)  # (chunk, size, size)
-        flat = up.reshape(len(up), -1).argmax(axis=1)
-        hits[i : i + chunk] = inside(np.stack([flat % size, flat // size], axis=1), b)
+        hits[i : i + chunk] = inside(peaks(up), b)
         energy[i : i + chunk] = energy_share(np.maximum(up, 0), b)
         prior[i : i + chunk] = energy_share(np.broadcast_to(centre, up.shape), b)
     return {

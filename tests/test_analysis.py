@@ -50,10 +50,23 @@ def test_a_hot_cell_peaks_at_its_own_block():
     maps = np.zeros((2, 8, 8))
     maps[0, 2, 5] = 1.0  # row 2, column 5 → pixel block x 40..47, y 16..23; centre 43.5, 19.5
     maps[1, 7, 0] = 1.0
-    # Inside: the four pixels round the cell centre tie; the first in row-major order wins.
-    # At the border resizing clamps: pixels x 0..3 (x_src = (i + 0.5)/8 - 0.5 < 0) and
-    # y 60..63 (y_src > 7) all take the corner cell's full value, so (0, 60) comes first.
-    assert map_peaks(maps, 64).tolist() == [[43, 19], [0, 60]]
+    # Inside: the four pixels round the cell centre tie, all as near their centroid; the first
+    # in row-major order wins. At the border resizing clamps: pixels x 0..3
+    # (x_src = (i + 0.5)/8 - 0.5 < 0) and y 60..63 (y_src > 7) all take the corner cell's full
+    # value; their centroid is (1.5, 61.5), and (1, 61) is the first of the four nearest it.
+    assert map_peaks(maps, 64).tolist() == [[43, 19], [1, 61]]
+
+
+def test_a_two_by_two_map_points_at_the_middle_of_its_corner_plateau():
+    # Upsampled 2 → 64, pixel i reads x_src = (i + 0.5)/32 - 0.5, below 0 for i ≤ 15: the hot
+    # top-right cell fills x 48..63, y 0..15 with its full value. Centroid (55.5, 7.5); the four
+    # pixels nearest it tie, and (55, 7) is the first.
+    maps = np.array([[[0.2, 0.9], [0.1, 0.4]]])
+    assert map_peaks(maps, 64).tolist() == [[55, 7]]
+    # Two separate equal maxima: the peak is one of them, not the low ground between.
+    two = np.zeros((1, 8, 8))
+    two[0, 2, 1] = two[0, 2, 6] = 1.0
+    assert map_peaks(two, 64).tolist()[0] in ([11, 19], [12, 19], [51, 19], [52, 19])
 
 
 def test_pointing_game_counts_hits_and_centre_prior():
