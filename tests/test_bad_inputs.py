@@ -59,7 +59,7 @@ def copy(data: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(data, tmp_path / "ds"))
 
 
-def save_checkpoint(path: Path, num_classes: int = 3, variant: str = "author", **override: object) -> Path:
+def save_checkpoint(path: Path, num_classes: int = 3, variant: str = "paper", **override: object) -> Path:
     """A checkpoint as edvis.train writes it, of a freshly initialised model."""
     mc = ModelConfig(num_classes=num_classes, variant=variant)
     torch.manual_seed(0)
@@ -71,7 +71,7 @@ def save_checkpoint(path: Path, num_classes: int = 3, variant: str = "author", *
     return path
 
 
-def write_config(run: Path, data: Path, num_classes: int = 3, variant: str = "author") -> Run:
+def write_config(run: Path, data: Path, num_classes: int = 3, variant: str = "paper") -> Run:
     """config.json as `edvis train --data DATA --epochs 1` writes it."""
     r = Run(run)
     mc = ModelConfig(num_classes=num_classes, variant=variant)
@@ -82,12 +82,12 @@ def write_config(run: Path, data: Path, num_classes: int = 3, variant: str = "au
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Checkpoints built once: the right model (3 classes, author), and two foreign ones."""
+    """Checkpoints built once: the right model (3 classes, paper), and two foreign ones."""
     root = tmp_path_factory.mktemp("ckpt")
     return {
         "good": save_checkpoint(root / "good.pt"),
         "5 classes": save_checkpoint(root / "five.pt", num_classes=5),
-        "paper variant": save_checkpoint(root / "paper.pt", variant="paper"),
+        "author variant": save_checkpoint(root / "author.pt", variant="author"),
     }
 
 
@@ -265,7 +265,7 @@ def test_imagefolder_without_validation_images(tmp_path: Path, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize(("kind", "diff"), [("5 classes", "num_classes 5 (expected 3)"),
-                                            ("paper variant", "variant 'paper' (expected 'author')")])
+                                            ("author variant", "variant 'author' (expected 'paper')")])
 def test_foreign_checkpoint(data: Path, tmp_path: Path, checkpoints: dict[str, Path],
                             capsys: pytest.CaptureFixture[str], kind: str, diff: str) -> None:
     run = write_config(tmp_path / "run", data)

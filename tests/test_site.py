@@ -710,7 +710,9 @@ def test_compare_page_maps_peaks_and_numbers(site: Path) -> None:
     for c in cam:
         n = int(re.search(r"img_(\d\d)", c["aria-label"]).group(1))
         assert n != NO_BOX
-        assert c["data-peak"] == ("0 0" if n % 2 == 0 else "48 0")  # 2x2 map, hot top-left or top-right
+        # A 2×2 map with a hot top-left (top-right) cell upsamples to a plateau over pixels 0..15
+        # (48..63) × 0..15; the peak is the first of the four pixels nearest its centroid.
+        assert c["data-peak"] == ("7 7" if n % 2 == 0 else "55 7")
     data = data_object(site, "compare-b")
     assert data["map_size"] == 2 and data["sprite"] == "sprite-compare-a"
 
