@@ -8,7 +8,6 @@ never changes which images another page shows.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,36 +52,6 @@ def confident_mistakes(labels: np.ndarray, pred: np.ndarray, prob: np.ndarray, k
     wrong = np.flatnonzero(pred != labels)
     order = np.lexsort((wrong, -prob[wrong]))  # last key first: probability down, then index up
     return [int(i) for i in wrong[order][:k]]
-
-
-@dataclass(frozen=True)
-class Pair:
-    """Two classes the model mixes up, counted both ways (images of ``a`` predicted as ``b``, and back)."""
-
-    a: int
-    b: int
-    a_as_b: list[int] = field(default_factory=list)  # image indices, ascending
-    b_as_a: list[int] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return len(self.a_as_b) + len(self.b_as_a)
-
-
-def confused_pairs(labels: np.ndarray, pred: np.ndarray, top: int) -> list[Pair]:
-    """The ``top`` unordered class pairs with the most images predicted as the other class.
-
-    Ranked by the total count, then by ``a``, then ``b`` (with ``a < b``).
-    """
-    wrong = np.flatnonzero(pred != labels)
-    cells: dict[tuple[int, int], list[int]] = {}
-    for i in wrong:
-        cells.setdefault((int(labels[i]), int(pred[i])), []).append(int(i))
-    pairs = []
-    for a, b in sorted({(min(t, p), max(t, p)) for t, p in cells}):
-        pairs.append(Pair(a, b, cells.get((a, b), []), cells.get((b, a), [])))
-    pairs.sort(key=lambda p: (-p.total, p.a, p.b))
-    return pairs[:top]
 
 
 def confused_with(labels: np.ndarray, pred: np.ndarray, c: int) -> list[tuple[int, list[int]]]:

@@ -55,6 +55,7 @@ from PIL import Image
 
 import edvis
 from edvis import atomic, figures, picks
+from edvis.analysis import confused_pairs
 from edvis.analyze import order_settings
 from edvis.perturb import PERTURBATIONS, apply
 from edvis.run import Run
@@ -1086,10 +1087,10 @@ def _errors(site: Site) -> dict[str, Any]:
                     name=truth, box=site.boxes[i])
 
     pairs = []
-    for p in picks.confused_pairs(labels, pred, ERROR_PAIRS):
+    for p in confused_pairs(labels, pred, len(site.classes), ERROR_PAIRS, PAIR_EXAMPLES):
         pairs.append(PairView(
-            site.classes[p.a], site.classes[p.b], len(p.a_as_b), len(p.b_as_a),
-            [tile(i, "pred") for i in p.a_as_b[:PAIR_EXAMPLES]], [tile(i, "pred") for i in p.b_as_a[:PAIR_EXAMPLES]],
+            site.classes[p["a"]], site.classes[p["b"]], p["a_as_b"], p["b_as_a"],
+            [tile(i, "pred") for i in p["images_a_as_b"]], [tile(i, "pred") for i in p["images_b_as_a"]],
         ))
     mistakes = [(tile(i, "pred"), tile(i, "true")) for i in picks.confident_mistakes(labels, pred, prob, CONFIDENT_MISTAKES)]
     right_counts, wrong_counts = picks.histogram(prob, pred == labels, HIST_BINS)

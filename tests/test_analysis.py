@@ -166,6 +166,12 @@ def test_confused_pairs_rank_both_directions_with_image_ids():
     assert confused_pairs(labels, preds, 3, k=5, max_images=1)[0]["images_a_as_b"] == [0]
     assert len(confused_pairs(labels, preds, 3, k=5)) == 3  # only pairs with a confusion
     assert confused_pairs(labels, labels, 3) == []
+    # Equal totals rank by a, then b: {0,1} (0 as 1: image 1, 1 as 0: image 4) before {0,2}
+    # (0 as 2: image 2, 2 as 0: image 6).
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    preds = np.array([0, 1, 2, 1, 0, 2, 0, 2])
+    assert [(p["a"], p["b"], p["images_a_as_b"], p["images_b_as_a"]) for p in confused_pairs(labels, preds, 3)] == [
+        (0, 1, [1], [4]), (0, 2, [2], [6])]
 
 
 # -- confidence -------------------------------------------------------------------------------

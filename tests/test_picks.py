@@ -12,17 +12,6 @@ PRED = np.array([0, 1, 2, 1, 0, 2, 0, 2])
 # image: 0 1 2 3 4 5 6 7; wrong ones: 1 (0 as 1), 2 (0 as 2), 4 (1 as 0), 6 (2 as 0)
 
 
-def test_confused_pairs_count_both_ways() -> None:
-    pairs = picks.confused_pairs(LABELS, PRED, top=10)
-    # {0,1}: 0 as 1 = [1], 1 as 0 = [4]; {0,2}: 0 as 2 = [2], 2 as 0 = [6]; ties ranked by a then b
-    assert [(p.a, p.b, p.a_as_b, p.b_as_a, p.total) for p in pairs] == [
-        (0, 1, [1], [4], 2),
-        (0, 2, [2], [6], 2),
-    ]
-    assert picks.confused_pairs(LABELS, PRED, top=1)[0].b == 1
-    assert picks.confused_pairs(LABELS, LABELS, top=5) == []
-
-
 def test_confused_with_and_mistaken_for() -> None:
     assert picks.confused_with(LABELS, PRED, 0) == [(1, [1]), (2, [2])]
     assert picks.confused_with(LABELS, PRED, 1) == [(0, [4])]
