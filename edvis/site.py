@@ -55,7 +55,7 @@ from PIL import Image
 
 import edvis
 from edvis import atomic, figures, picks
-from edvis.analysis import confused_pairs
+from edvis.analysis import class_means, confused_pairs, topk_correct
 from edvis.analyze import order_settings
 from edvis.perturb import PERTURBATIONS, apply
 from edvis.run import Run
@@ -685,8 +685,8 @@ def _read_clean(store: RenderStore, epochs: list[int], labels: np.ndarray, map_s
         maps[e] = normalise_maps(arrays["map_true"])
         pred[e] = top5[:, 0]
         prob[e] = np.asarray(arrays["top5_prob"], dtype=np.float64)[:, 0]
-        hit1[e] = top5[:, 0] == labels
-        hit5[e] = (top5 == labels[:, None]).any(axis=1)
+        hit1[e] = topk_correct(top5, labels, 1)
+        hit5[e] = topk_correct(top5, labels, 5)
         if last:
             final = arrays
     top5 = np.asarray(final["top5"], dtype=np.int64)
@@ -729,7 +729,7 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
             out.append(Setting(
                 name=CLEAN, slug=slug, epochs=list(renders.epochs),
                 top1=[float(h.mean()) for h in renders.hit1], top5=[float(h.mean()) for h in renders.hit5],
-                class_top1=_class_means(renders.hit1[e_final], labels, site.num_classes),
+                class_top1=class_means(renders.hit1[e_final], labels, site.num_classes),
                 seed=renders.seed, analysis=table.get(CLEAN, {}),
             ))
             continue
@@ -770,7 +770,7 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
             prob[0::2, e] = renders.prob[ce, idx]
             prob[1::2, e] = np.asarray(arrays["top5_prob"], dtype=np.float64)[idx, 0]
             hit_final = hit
-        setting.class_top1 = _class_means(hit_final, labels, site.num_classes)
+        setting.class_top1 = class_means(hit_final, labels, site.num_classes)
         clean_hit = clean_final == labels
         setting.flips = {
             "right_to_wrong": int((clean_hit & ~hit_final).sum()),
@@ -784,13 +784,6 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
         )
         out.append(setting)
     return out
-
-
-def _class_means(hit: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C,) share of each class's images with ``hit``; NaN for a class without images."""
-    count = np.bincount(labels, minlength=num_classes)[:num_classes].astype(np.float64)
-    good = np.bincount(labels[hit], minlength=num_classes)[:num_classes].astype(np.float64)
-    return np.divide(good, count, out=np.full(num_classes, np.nan), where=count > 0)
 
 
 def _this_model(site: Site) -> Model:
