@@ -77,14 +77,6 @@ def inside(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return (x >= boxes[:, 0]) & (x <= boxes[:, 2]) & (y >= boxes[:, 1]) & (y <= boxes[:, 3])
 
 
-def pointing_game(maps: np.ndarray, boxes: np.ndarray, size: int) -> dict[str, float]:
-    """Share of images whose map peaks inside the box, next to a centre prior that always
-    points at the image's middle pixel (size // 2, size // 2)."""
-    hits = inside(map_peaks(maps, size), boxes)
-    centre = inside(np.full((len(boxes), 2), size // 2), boxes)
-    return {"pointing": float(hits.mean()), "centre_baseline": float(centre.mean())}
-
-
 def box_masks(boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column membership of the inclusive boxes (x0, y0, x1, y1):
     (N, size) bool for y and (N, size) bool for x."""
@@ -107,12 +99,6 @@ def energy_share(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def box_energy(maps: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """(N,) share of map energy inside the box: the map upsampled to the image, clipped at 0,
-    summed inside the box over its sum everywhere. NaN for a map with no positive value."""
-    return energy_share(np.maximum(upsample(maps, size), 0), boxes)
-
-
 def centre_prior(size: int, sigma: float = CENTRE_SIGMA) -> np.ndarray:
     """(size, size) isotropic Gaussian centred on the image, standard deviation
     ``sigma · size`` pixels: the map of a model that always looks at the middle."""
@@ -131,9 +117,10 @@ def box_area_share(boxes: np.ndarray, size: int) -> np.ndarray:
 def localisation(maps: np.ndarray, boxes: np.ndarray, size: int, chunk: int = 256) -> dict[str, float]:
     """Localisation summary of (N, S, S) maps against (N, 4) boxes on a size × size image.
 
-    ``pointing``: share of maps whose upsampled peak lies in the box; ``centre_pointing``: the
-    same for the image's middle pixel; ``energy_in_box``: mean :func:`box_energy` over maps with
-    positive energy; ``energy_centre``: mean share of :func:`centre_prior` in the box;
+    ``pointing``: share of maps whose upsampled peak (:func:`peaks`) lies in the box;
+    ``centre_pointing``: the same for the image's middle pixel; ``energy_in_box``: mean share of
+    the upsampled map, clipped at 0, inside the box, over maps with positive energy;
+    ``energy_centre``: mean share of :func:`centre_prior` in the box;
     ``energy_uniform``: mean :func:`box_area_share`. Maps are upsampled ``chunk`` at a time.
     """
     n = len(maps)

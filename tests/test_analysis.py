@@ -5,7 +5,6 @@ from edvis.analysis import (
     auroc,
     bilinear_matrix,
     box_area_share,
-    box_energy,
     centre_prior,
     class_means,
     confused_pairs,
@@ -19,7 +18,6 @@ from edvis.analysis import (
     nanmean,
     pattern_formed,
     pearson_rows,
-    pointing_game,
     rankdata,
     relative_ce,
     reliability,
@@ -71,13 +69,13 @@ def test_a_two_by_two_map_points_at_the_middle_of_its_corner_plateau():
 
 def test_pointing_game_counts_hits_and_centre_prior():
     maps = np.zeros((3, 8, 8))
-    maps[0, 0, 0] = 1  # peak (3, 3)
+    maps[0, 0, 0] = 1  # plateau x, y 0..3: peak (1, 1)
     maps[1, 0, 0] = 1
     maps[2, 4, 4] = 1  # peak (35, 35)
     boxes = np.array([[0, 0, 10, 10], [20, 20, 40, 40], [30, 30, 40, 40]])
-    r = pointing_game(maps, boxes, 64)
+    r = localisation(maps, boxes, 64)
     assert r["pointing"] == pytest.approx(2 / 3)
-    assert r["centre_baseline"] == pytest.approx(2 / 3)  # (32, 32) is inside boxes 2 and 3
+    assert r["centre_pointing"] == pytest.approx(2 / 3)  # (32, 32) is inside boxes 2 and 3
 
 
 # -- localisation -----------------------------------------------------------------------------
@@ -97,7 +95,7 @@ def test_box_energy_clips_at_zero_rather_than_shifting():
     m = np.array([[[3.0, -1.0], [0.0, 1.0]]])
     # clipped: [[3, 0], [0, 1]] → top-left cell holds 3 of 4 = 0.75
     # (shifting by the minimum would give [[4, 0], [1, 2]] and 4/7 instead)
-    assert box_energy(m, np.array([[0, 0, 0, 0]]), 2)[0] == pytest.approx(0.75)
+    assert localisation(m, np.array([[0, 0, 0, 0]]), 2)["energy_in_box"] == pytest.approx(0.75)
 
 
 def test_centre_prior_values():
