@@ -14,7 +14,6 @@ differently, so bit equality is not expected).
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -100,10 +99,9 @@ def _stamp(path: Path) -> dict[str, int]:
 def is_up_to_date(run: Run, epoch: int) -> bool:
     """True when the epoch's ONNX was exported from the checkpoint now on disk."""
     try:
-        info = json.loads(run.export_record(epoch).read_text())
-        return (info.get("format") == EXPORT_FORMAT and info["checkpoint"] == _stamp(run.checkpoint(epoch))
-                and run.onnx(epoch).stat().st_size == info["size"])
-    except (FileNotFoundError, ValueError, KeyError):
+        info = run.read_export_record(epoch)  # also checks the ONNX file's size
+        return info.get("format") == EXPORT_FORMAT and info.get("checkpoint") == _stamp(run.checkpoint(epoch))
+    except (RunError, FileNotFoundError):
         return False
 
 

@@ -593,9 +593,7 @@ def train(
                 "dataset": wanted["dataset"],
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
-                "scheduler": {"step": epoch * steps_per_epoch, "steps_per_epoch": steps_per_epoch},
                 "scaler": scaler.state_dict() if rt.amp else None,
-                "torch_rng": torch.get_rng_state(),
                 "metrics": row,
             }
             with atomic.atomic_path(run.checkpoint(epoch)) as tmp:
