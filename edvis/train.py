@@ -297,7 +297,6 @@ def topk_hits(logits: Tensor, labels: Tensor, k: int) -> tuple[Tensor, Tensor]:
 def evaluate(
     model: nn.Module,
     loader: Any,
-    num_classes: int,
     mc: ModelConfig,
     device: torch.device,
     amp: bool = False,
@@ -310,6 +309,7 @@ def evaluate(
     averages.
     """
     model.eval()
+    num_classes = mc.num_classes
     sums = torch.zeros(4, dtype=torch.float64)  # images, loss, top-1 hits, top-5 hits
     hits = torch.zeros(num_classes, dtype=torch.int64)
     counts = torch.zeros(num_classes, dtype=torch.int64)
@@ -566,7 +566,7 @@ def train(
             # rank 0's everywhere, as the checkpoint does.
             for buf in model.buffers():
                 dist.broadcast(buf, 0)
-        val = evaluate(model, val_loader, ds.num_classes, mc, device, rt.amp, rt.channels_last)
+        val = evaluate(model, val_loader, mc, device, rt.amp, rt.channels_last)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / seen,

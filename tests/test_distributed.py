@@ -101,6 +101,6 @@ def test_two_processes_train_like_one(tmp_path):
     model = build_model(mc)
     model.load_state_dict(ckpt["model"])
     val = ImageSplit(open_dataset(data).val, 64, preload=True)
-    got = evaluate(model, make_loader(val, ShardSampler(len(val)), 256, 0, False, 0), 3, mc, CPU)
+    got = evaluate(model, make_loader(val, ShardSampler(len(val)), 256, 0, False, 0), mc, CPU)
     assert got["top1"] == rows2[-1]["val_top1"] and got["class_top1"] == rows2[-1]["val_class_top1"]
     assert got["loss"] == pytest.approx(rows2[-1]["val_loss"], rel=1e-6)
