@@ -356,14 +356,20 @@ def _classes(manifest: dict[str, Any], store: RenderStore) -> Classes:
     return Classes(wnids, names[: len(wnids)])
 
 
+def model_label(model: dict[str, Any], fallback: str) -> str:
+    """A run's model as tables name it: config.json's model name, and for the edvis network its
+    variant, e.g. "edvis-resnet18 (paper)"; ``fallback`` (the run folder's name) without a name."""
+    name = str(model.get("name") or fallback)
+    # Only the edvis network has variants; a CAM baseline's config carries the default unused.
+    return f"{name} ({model['variant']})" if model.get("variant") and name == "edvis-resnet18" else name
+
+
 def _model_name(run: Run) -> str:
     try:
         model = run.read_config().get("model", {})
     except RunError:  # a folder that holds only a render store
         model = {}
-    name = str(model.get("name") or run.root.resolve().name)
-    # Only the edvis network has variants; a CAM baseline's config carries the default unused.
-    return f"{name} ({model['variant']})" if model.get("variant") and name == "edvis-resnet18" else name
+    return model_label(model if isinstance(model, dict) else {}, run.root.resolve().name)
 
 
 def build_outputs(g: Gathered, cls: Classes, threshold: float, model: str,

@@ -56,7 +56,7 @@ from PIL import Image
 import edvis
 from edvis import atomic, figures, picks
 from edvis.analysis import class_means, confused_pairs, topk_correct
-from edvis.analyze import order_settings
+from edvis.analyze import model_label, order_settings
 from edvis.perturb import PERTURBATIONS, apply
 from edvis.run import Run
 from edvis.store import RenderStore, StoreError, Unit
@@ -787,9 +787,7 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
 
 
 def _this_model(site: Site) -> Model:
-    label = site.model_name or site.run_name
-    if site.variant:
-        label += f" ({site.variant})"
+    label = model_label({"name": site.model_name, "variant": site.variant}, site.run_name)
     r = site.renders
     assert r is not None
     return Model(
@@ -817,9 +815,7 @@ def _compare_model(run_dir: Path, manifest: dict[str, Any], site: Site, log: Log
         raise SiteError(f"--compare {run_dir}: no rendered epochs in {store.root / CLEAN}")
     config = run.read_config() if run.config_path.exists() else {}
     model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
-    label = str(model.get("name", "")) or run_dir.resolve().name
-    if model.get("variant") and model.get("name", "edvis-resnet18") == "edvis-resnet18":
-        label += f" ({model['variant']})"
+    label = model_label(model, run_dir.resolve().name)
     if label == site.models[0].label:
         label += f" [{run_dir.resolve().name}]"
     map_size = int(other.get("map_size", 8))
