@@ -738,7 +738,14 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
             log(f"site: setting {name} has no epoch with a clean unit; left out")
             continue
         log(f"site: reading {len(epochs)} unit(s) of {name}")
-        final = store.read(Unit(name, epochs[-1]), ("top5",), ())
+        def read(epoch: int, name: str = name) -> dict[str, np.ndarray]:
+            arrays = store.read(Unit(name, epoch), ("top5", "top5_prob", "map_true"), ())
+            if len(arrays["top5"]) != len(labels):
+                raise SiteError(f"{store.path(Unit(name, epoch))} holds {len(arrays['top5'])} images, "
+                                f"the manifest {len(labels)}")
+            return arrays
+
+        final = read(epochs[-1])  # read once: it also serves the last epoch below
         pred_final = np.asarray(final["top5"], dtype=np.int64)[:, 0]
         clean_final = renders.pred[renders.epochs.index(epochs[-1])]
         flipped = np.flatnonzero(pred_final != clean_final)
@@ -755,14 +762,11 @@ def _read_settings(store: RenderStore, site: Site, log: Log) -> list[Setting]:
         idx = np.asarray(rows, dtype=np.int64)
         hit_final = np.zeros(len(labels), dtype=bool)
         for e, epoch in enumerate(epochs):
-            arrays = store.read(Unit(name, epoch), ("top5", "top5_prob", "map_true"), ())
+            arrays = final if epoch == epochs[-1] else read(epoch)
             top5 = np.asarray(arrays["top5"], dtype=np.int64)
-            if top5.shape[0] != len(labels):
-                raise SiteError(f"{store.path(Unit(name, epoch))} holds {top5.shape[0]} images, "
-                                f"the manifest {len(labels)}")
-            hit = top5[:, 0] == labels
+            hit = topk_correct(top5, labels, 1)
             setting.top1.append(float(hit.mean()))
-            setting.top5.append(float((top5 == labels[:, None]).any(axis=1).mean()))
+            setting.top5.append(float(topk_correct(top5, labels, 5).mean()))
             ce = renders.epochs.index(epoch)
             maps[0::2, e] = renders.maps[ce, idx]  # clean and perturbed rows interleave
             maps[1::2, e] = normalise_maps(arrays["map_true"][idx])

@@ -885,6 +885,18 @@ def test_stale_or_foreign_analysis(runs: dict[str, Path], tmp_path: Path) -> Non
         path.write_text(good, encoding="utf-8")
 
 
+@pytest.mark.parametrize("epoch", [EPOCHS[0], EPOCHS[-1]], ids=["first", "final"])
+def test_a_perturbed_unit_with_too_few_images_is_named(tmp_path: Path, runs: dict[str, Path], epoch: int) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["run"], run)
+    store = RenderStore(run / "render")
+    write_unit(store, "bgr", epoch, fake_probs(epoch, predicted_bgr)[:5], all_maps(epoch)[:5, ::-1], top5_maps=False)
+    with pytest.raises(SiteError, match=rf"bgr.*{epoch:03d}.* holds 5 images, the manifest {N_VAL}"):
+        collect(run, log=lambda _: None)
+
+
 def test_requires_a_rendered_epoch(tmp_path: Path, runs: dict[str, Path]) -> None:
     run = tmp_path / "empty"
     (run / "render").mkdir(parents=True)
