@@ -8,51 +8,23 @@ other benchmarks' processes do not blur the figure.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-from fullstore import make_full_store
+from fullstore import ROOT, check_space, edvis_child, make_full_store
 
-REPO = Path(__file__).resolve().parents[2]
-ROOT = Path(os.environ.get("EDVIS_FULLSTORE", "/tmp/edvis-fullstore"))
 TARGET_S = 300.0  # "at most a few minutes"
-UNIT_BYTES = 6.6e6  # one simulated unit on disk
-UNITS = 80 * 9
-
-# Runs `edvis analyze`, then prints this process's peak RSS (KiB on Linux) as the last line.
-CHILD = """
-import resource, sys
-from edvis.cli import main
-rc = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-sys.exit(rc)
-"""
 
 
 def _analyze(*flags: str) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of one `edvis analyze --run ROOT` process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", CHILD, "analyze", "--run", str(ROOT), *flags],
-                          check=False, capture_output=True, text=True, env=env)
-    seconds = time.monotonic() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"edvis analyze failed:\n{proc.stderr}")
-    return seconds, int(proc.stdout.split()[-1]) / 1024
+    rss, _ = edvis_child("analyze", "--run", str(ROOT), *flags)
+    return time.monotonic() - t, rss
 
 
 def run() -> list[dict]:
-    missing = max(0, UNITS - len(list((ROOT / "render").glob("*/epoch_*.npz"))))
-    need = missing * UNIT_BYTES
-    ROOT.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(ROOT).free
-    if need > free - 1e9:
-        raise RuntimeError(f"{ROOT}: the simulated store needs {need / 1e9:.1f} GB more, {free / 1e9:.1f} GB free "
-                           "(set EDVIS_FULLSTORE to another folder)")
+    missing = check_space(1e9, "a margin of")
     t = time.monotonic()
     store = make_full_store(ROOT)
     built = time.monotonic() - t

@@ -17,17 +17,14 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from fullstore import make_full_store
+from fullstore import ROOT, check_space, edvis_child, make_full_store
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-ROOT = Path(os.environ.get("EDVIS_FULLSTORE", "/tmp/edvis-fullstore"))
 BENCH = Path(os.environ.get("EDVIS_BENCH_DIR", "/tmp/edvis-bench"))
 RUN = BENCH / "site-run"
 OUT = BENCH / "site"
@@ -35,16 +32,6 @@ BUILD_S = 300.0
 SITE_BYTES = 1e9
 SITE_FILES = 50_000
 PAGE_BYTES = 2e6
-UNIT_BYTES = 6.6e6
-UNITS = 80 * 9
-
-CHILD = """
-import resource, sys
-from edvis.cli import main
-rc = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-sys.exit(rc)
-"""
 
 
 def write_images(data: Path, files: list[str], seed: int = 0) -> None:
@@ -79,20 +66,12 @@ def write_run_files(root: Path, epochs: int = 80) -> None:
     (root / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def edvis(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", CHILD, *args], check=False, capture_output=True, text=True, env=env)
-
-
 def build(out: Path) -> tuple[float, float, str]:
     """Seconds, peak RSS (MB) and log of one `edvis site` process into ``out`` (emptied first)."""
     shutil.rmtree(out, ignore_errors=True)
     t = time.monotonic()
-    proc = edvis("site", "--run", str(RUN), "--out", str(out))
-    seconds = time.monotonic() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"edvis site failed:\n{proc.stderr}")
-    return seconds, int(proc.stdout.split()[-1]) / 1024, proc.stderr
+    rss, proc = edvis_child("site", "--run", str(RUN), "--out", str(out))
+    return time.monotonic() - t, rss, proc.stderr
 
 
 def tree(out: Path) -> dict[str, tuple[int, str]]:
@@ -114,12 +93,7 @@ def class_page_bytes(out: Path, files: dict[str, tuple[int, str]]) -> tuple[int,
 
 
 def run() -> list[dict]:
-    missing = max(0, UNITS - len(list((ROOT / "render").glob("*/epoch_*.npz"))))
-    ROOT.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(ROOT).free
-    if missing * UNIT_BYTES + 1.5e9 > free:
-        raise RuntimeError(f"{ROOT}: the simulated store and two sites need more than the {free / 1e9:.1f} GB free "
-                           "(set EDVIS_FULLSTORE / EDVIS_BENCH_DIR to other folders)")
+    check_space(1.5e9, "two sites about")
     t = time.monotonic()
     store = make_full_store(ROOT)
     RUN.mkdir(parents=True, exist_ok=True)
@@ -127,9 +101,7 @@ def run() -> list[dict]:
         (RUN / "render").symlink_to(store.root.resolve(), target_is_directory=True)
     write_images(RUN / "data", store.manifest()["val"]["files"])
     write_run_files(RUN)
-    proc = edvis("analyze", "--run", str(RUN))
-    if proc.returncode != 0:
-        raise RuntimeError(f"edvis analyze failed:\n{proc.stderr}")
+    edvis_child("analyze", "--run", str(RUN))
     print(f"bench: full-size run ready in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
 
     first, rss, log = build(OUT / "a")

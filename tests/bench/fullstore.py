@@ -14,6 +14,9 @@ Units already present are kept, so an interrupted build resumes and a finished o
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +30,43 @@ SETTINGS = ["clean", "gaussian_noise-1", "gaussian_noise-2", "gaussian_noise-3",
             "gaussian_noise-5", "gray", "blur3", "bgr", "blur5", "brg", "sp0.0005", "sp0.005"]
 MAP_SIZE = 8
 IMAGE_SIZE = 64
+
+# Shared by the benchmarks that use the store.
+REPO = Path(__file__).resolve().parents[2]
+ROOT = Path(os.environ.get("EDVIS_FULLSTORE", "/tmp/edvis-fullstore"))
+UNIT_BYTES = 6.6e6  # one simulated unit on disk
+UNITS = 80 * 9  # the default store's units
+
+# Runs an edvis command, then prints this process's peak RSS (KiB on Linux) as the last line.
+CHILD = """
+import resource, sys
+from edvis.cli import main
+rc = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(rc)
+"""
+
+
+def edvis_child(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``edvis ARGS`` in its own process: (peak RSS in MB, the finished process); raises
+    with its stderr when it fails."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], check=False, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"edvis {args[0]} failed:\n{proc.stderr}")
+    return int(proc.stdout.split()[-1]) / 1024, proc
+
+
+def check_space(extra: float, hint: str) -> int:
+    """The number of the store's units still to write; fails early, naming the folder, when they
+    and ``extra`` bytes do not fit on its disk."""
+    missing = max(0, UNITS - len(list((ROOT / "render").glob("*/epoch_*.npz"))))
+    ROOT.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(ROOT).free
+    if missing * UNIT_BYTES + extra > free:
+        raise RuntimeError(f"{ROOT}: the simulated store needs {missing * UNIT_BYTES / 1e9:.1f} GB more and "
+                           f"{hint} {extra / 1e9:.1f} GB; {free / 1e9:.1f} GB free (set EDVIS_FULLSTORE to another folder)")
+    return missing
 
 
 def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, epochs: int = 80,
