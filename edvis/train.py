@@ -449,6 +449,9 @@ def train(
     mc = ModelConfig(num_classes=ds.num_classes, **model_config)
     if cfg.batch_size % processes:
         raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of the number of processes ({processes})")
+    if cfg.mosaic > 0 and mc.map_size % 2:
+        raise ValueError(f"--mosaic needs maps whose side is even, to split them into quarters; {mc.name} at "
+                         f"{mc.image_size} px has {mc.map_size}×{mc.map_size} maps (use --mosaic 0 or another --image-size)")
     runtime_record = {**asdict(rt), "device": str(device), "processes": processes}
     wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record(), "runtime": runtime_record}
     wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)
