@@ -57,12 +57,16 @@ def peaks(up: np.ndarray) -> np.ndarray:
     middle, not its first pixel, is where the map points."""
     n, h, w = up.shape
     top = up == up.max(axis=(1, 2), keepdims=True)  # (N, H, W)
-    count = top.sum(axis=(1, 2))
-    yy, xx = np.arange(h), np.arange(w)
-    cx = (top.sum(axis=1) * xx).sum(axis=1) / count  # (N,)
-    cy = (top.sum(axis=2) * yy).sum(axis=1) / count
-    d = (xx[None, None, :] - cx[:, None, None]) ** 2 + (yy[None, :, None] - cy[:, None, None]) ** 2
-    idx = np.where(top, d, np.inf).reshape(n, -1).argmin(axis=1)
+    idx = top.reshape(n, -1).argmax(axis=1)  # the first maximum
+    tied = np.flatnonzero(top.sum(axis=(1, 2)) > 1)
+    if len(tied):
+        t = top[tied]
+        count = t.sum(axis=(1, 2))
+        yy, xx = np.arange(h), np.arange(w)
+        cx = (t.sum(axis=1) * xx).sum(axis=1) / count  # (T,)
+        cy = (t.sum(axis=2) * yy).sum(axis=1) / count
+        d = (xx[None, None, :] - cx[:, None, None]) ** 2 + (yy[None, :, None] - cy[:, None, None]) ** 2
+        idx[tied] = np.where(t, d, np.inf).reshape(len(tied), -1).argmin(axis=1)
     return np.stack([idx % w, idx // w], axis=1)
 
 
