@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from edvis import figures
+from edvis.render import summarise
 from edvis.run import Run
 from edvis.site import SiteError, build_site, choose_timeline, collect, js_json, normalise_maps, render, setting_slug, slugify
 from edvis.store import RenderStore, Unit
@@ -95,19 +96,11 @@ def all_maps(epoch: int) -> np.ndarray:
 
 
 def write_unit(store: RenderStore, name: str, epoch: int, probs: np.ndarray, maps: np.ndarray, top5_maps: bool) -> None:
-    top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
-    rows = np.arange(len(probs))
+    """The renderer's own unit for these probabilities (its logits are their logarithms)."""
     labels = np.array([label_of(n) for n in range(len(probs))])
-    arrays = {
-        "probs": probs.astype(np.float16),
-        "top5": top5.astype(np.int16),
-        "top5_prob": np.take_along_axis(probs, top5, axis=1).astype(np.float32),
-        "map_true": maps[rows, labels].astype(np.float16),
-        "map_pred": maps[rows, top5[:, 0]].astype(np.float16),
-    }
-    if top5_maps:
-        arrays["map_top5"] = maps[rows[:, None], top5].astype(np.float16)
-    store.write(Unit(name, epoch), arrays, meta={"seed": 0})
+    with np.errstate(divide="ignore"):  # a probability of 0 is a logit of -inf
+        logits = np.log(probs)
+    store.write(Unit(name, epoch), summarise(logits, maps, labels, top5_maps), meta={"seed": 0})
 
 
 def manifest(data: Path, files: list[str], map_size: int = 8) -> dict:
