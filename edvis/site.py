@@ -55,7 +55,7 @@ from PIL import Image
 
 import edvis
 from edvis import atomic, figures, picks
-from edvis.analysis import class_means, confused_pairs, topk_correct
+from edvis.analysis import class_means, confused_pairs, map_peaks, topk_correct
 from edvis.analyze import model_label, order_settings
 from edvis.perturb import PERTURBATIONS, apply
 from edvis.run import Run
@@ -279,13 +279,6 @@ class ClassPage:
     def page(self) -> str:
         return f"classes/{self.key}-{self.slug}.html"
 
-    @property
-    def sprite(self) -> str:
-        return f"data/{self.key}.png"
-
-    @property
-    def data_js(self) -> str:
-        return f"data/{self.key}.js"
 
     @property
     def final(self) -> ClassAccuracy | None:
@@ -834,7 +827,7 @@ def _compare_model(run_dir: Path, manifest: dict[str, Any], site: Site, log: Log
         keys = ("top5", "top5_prob", "map_true") if name == CLEAN else ("top5",)
         arrays = store.read(Unit(name, epoch), keys, ())
         top5 = np.asarray(arrays["top5"], dtype=np.int64)
-        settings[name] = (float((top5[:, 0] == labels).mean()), float((top5 == labels[:, None]).any(axis=1).mean()))
+        settings[name] = (float(topk_correct(top5, labels, 1).mean()), float(topk_correct(top5, labels, 5).mean()))
         if name == CLEAN:
             clean = arrays
     top5 = np.asarray(clean["top5"], dtype=np.int64)
@@ -1186,8 +1179,6 @@ def _read_layers(store: RenderStore, site: Site, log: Log) -> Layers | None:
 
 def _compare(site: Site) -> dict[str, Any]:
     """Both models' true-class maps for the same randomly chosen images, at each one's final epoch."""
-    from edvis.analysis import map_peaks  # numpy only
-
     a, b = site.models[0], site.models[1]
     have_box = [i for i in range(site.num_val) if site.boxes[i] is not None]
     pool = np.asarray(have_box if have_box else range(site.num_val))
@@ -1573,8 +1564,6 @@ def _sheet_png(pixels: np.ndarray, columns: int) -> bytes:
 
 def _write_figures(site: Site, out_dir: Path, images: _Images) -> None:
     """Every figure of :func:`_figure_entries`, under ``out_dir/figures``."""
-    r = site.renders
-    assert r is not None
     for entry in site.figures:
         stem = _inside(out_dir, f"figures/{entry.name}")
         with _building(stem.with_suffix("." + next(iter(entry.files)))):
