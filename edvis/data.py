@@ -85,11 +85,12 @@ def mosaic(x: Tensor, labels: Tensor, generator: torch.Generator, prob: float) -
     if prob <= 0 or float(torch.rand(1, generator=generator)) >= prob:
         return x, None
     b = x.shape[0]
-    perms = [torch.arange(b)] + [torch.randperm(b, generator=generator) for _ in range(3)]
+    # (4, B) on the CPU, where the generator draws; moved to the device in one copy.
+    perms = torch.stack([torch.arange(b)] + [torch.randperm(b, generator=generator) for _ in range(3)]).to(x.device)
     small = F.avg_pool2d(x, 2)  # (B, 3, H/2, W/2)
-    tl, tr, bl, br = (small[p.to(x.device)] for p in perms)
+    tl, tr, bl, br = (small[p] for p in perms)
     out = torch.cat([torch.cat([tl, tr], dim=3), torch.cat([bl, br], dim=3)], dim=2)
-    return out, torch.stack([labels[p.to(labels.device)] for p in perms], dim=1)
+    return out, labels[perms.to(labels.device)].T  # (B, 4)
 
 
 def quarter_logits(maps: Tensor) -> Tensor:

@@ -455,9 +455,9 @@ def train(
     runtime_record = {**asdict(rt), "device": str(device), "processes": processes}
     wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record(), "runtime": runtime_record}
     wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)
-    if run.checkpoint_epochs() and run.config_path.exists():  # binding once an epoch is saved
-        _check_same(run.read_config(), wanted, run.config_path)
     done = run.checkpoint_epochs()
+    if done and run.config_path.exists():  # binding once an epoch is saved
+        _check_same(run.read_config(), wanted, run.config_path)
     if resume and not done:
         raise RunError(f"--resume: {run.checkpoint_dir} holds no checkpoint to resume from")
     log(f"run {run.root}: {ds.num_classes} classes, {len(ds.train)} train / {len(ds.val)} val images "
@@ -556,10 +556,9 @@ def train(
             share = 1.0 if quarters is None else 0.25
             hit1, hit5 = topk_hits(logits.reshape(-1, ds.num_classes), labels if quarters is None else
                                    quarters.flatten(), k)
-            # Kept on the device: no synchronisation per step.
-            sums += torch.stack([
-                torch.tensor(len(labels), device=device), loss * len(labels), hit1.sum() * share, hit5.sum() * share,
-            ]).double()
+            # Kept on the device, and no host tensor copied over: no synchronisation per step.
+            sums[0] += len(labels)
+            sums[1:] += torch.stack([loss * len(labels), hit1.sum() * share, hit5.sum() * share]).double()
             status = partial(_status, epoch, cfg.epochs, i + 1, steps_per_epoch, sums, t_epoch, processes)
             progress.update(status, force=i + 1 == steps_per_epoch)
         seen, loss_sum, right, right5 = _all_sum(sums.cpu(), device).tolist()
