@@ -8,6 +8,7 @@ exit with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,27 +16,52 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edvis.errors import EdvisError, UsageError
+
 DEFAULT_RUN = "runs/default"
 DEFAULT_PERTURBATIONS = ["paper"]
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logging.getLogger("edvis")
+
+
+class _Stderr(logging.StreamHandler):
+    """Plain lines on whatever ``sys.stderr`` is when a message comes (so that redirected or
+    captured output catches them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def setup_logging() -> None:
+    """Configure logging, once per process: edvis' messages as plain lines on standard error."""
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        log.addHandler(_Stderr())
+    log.setLevel(logging.INFO)
 
 
 def cmd_synth(a: argparse.Namespace) -> None:
-    from edvis.synthetic import write_dataset
+    from edvis.data import write_dataset
 
     out = write_dataset(a.out, classes=a.classes, seed=a.seed, train_per_class=a.train_per_class,
                         val_per_class=a.val_per_class)
-    _log(f"synth: {a.classes} classes × ({a.train_per_class} train + {a.val_per_class} val) images in {out}")
+    log.info(f"synth: {a.classes} classes × ({a.train_per_class} train + {a.val_per_class} val) images in {out}")
 
 
 def cmd_data(a: argparse.Namespace) -> None:
-    from edvis.download import fetch_tiny_imagenet
+    from edvis.data import fetch_tiny_imagenet
 
     fetch_tiny_imagenet(a.out, url=a.url, md5=a.md5, sha256=a.sha256, keep_zip=a.keep_zip,
-                        retries=a.retries, log=_log)
+                        retries=a.retries)
 
 
 def pick_device(name: str) -> Any:
@@ -44,7 +70,7 @@ def pick_device(name: str) -> Any:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available to PyTorch")
+        raise UsageError("--device cuda: no CUDA device is available to PyTorch")
     return torch.device(name)
 
 
@@ -62,14 +88,14 @@ def cmd_train(a: argparse.Namespace) -> None:
     model = {"name": a.model, "variant": variant, "dropout": a.dropout, "image_size": a.image_size}
     with distributed(pick_device(a.device)) as device:
         if os.environ.get("RANK", "0") == "0":
-            _log(f"train: device {device}")
+            log.info(f"train: device {device}")
         train(a.run, a.data, {k: v for k, v in model.items() if v is not None}, cfg, device,
               runtime=runtime, resume=a.resume)
 
 
 def _check_images(run_dir: Path, count: int = 16) -> Any:
     """A few real validation images for the export parity check (None if unreadable)."""
-    from edvis.dataset import DatasetError, load_images, open_dataset
+    from edvis.data import DatasetError, load_images, open_dataset
     from edvis.run import Run
 
     try:
@@ -82,31 +108,31 @@ def _check_images(run_dir: Path, count: int = 16) -> Any:
 def cmd_export(a: argparse.Namespace) -> None:
     from edvis.export import export_run
 
-    export_run(a.run, check_images=lambda: _check_images(Path(a.run)), log=_log)
+    export_run(a.run, check_images=lambda: _check_images(Path(a.run)))
 
 
 def cmd_render(a: argparse.Namespace) -> None:
     from edvis.render import merge_stores, parse_shard, render_run
 
     if a.merge:
-        merge_stores(a.run, a.merge, log=_log)
+        merge_stores(a.run, a.merge)
         return
     render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size,
-               perturbations=a.perturbations, seed=a.seed, shard=parse_shard(a.shard), log=_log)
+               perturbations=a.perturbations, seed=a.seed, shard=parse_shard(a.shard))
 
 
 def cmd_analyze(a: argparse.Namespace) -> None:
     from edvis.analyze import analyze_run
 
-    analyze_run(a.run, compare=a.compare, force=a.force, pattern_threshold=a.pattern_threshold, log=_log)
+    analyze_run(a.run, compare=a.compare, force=a.force, pattern_threshold=a.pattern_threshold)
 
 
 def cmd_site(a: argparse.Namespace) -> None:
     from edvis.site import build_site
 
     index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed,
-                       compare=a.compare, data_root=a.data, base_url=a.base_url, log=_log)
-    _log(f"site: {index}")
+                       compare=a.compare, data_root=a.data, base_url=a.base_url)
+    log.info(f"site: {index}")
 
 
 def _default_workers() -> int:
@@ -132,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "interruption to resume; a dataset already in place is left alone.")
     datasets = d.add_subparsers(dest="dataset", required=True, metavar="DATASET",
                                 help="the dataset to download: tiny-imagenet")
-    from edvis.download import TINY_IMAGENET_MD5, TINY_IMAGENET_URL
+    from edvis.data import TINY_IMAGENET_MD5, TINY_IMAGENET_URL
 
     ti = datasets.add_parser(
         "tiny-imagenet", help="Tiny ImageNet: 200 classes, 100,000 train + 10,000 val 64×64 images (~237 MB zip)",
@@ -234,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
     r.add_argument("--batch-size", type=int, help="images per inference batch (default 128 on the CPU, 1024 on CUDA)")
     r.add_argument("--perturbations", nargs="*", default=DEFAULT_PERTURBATIONS, metavar="NAME",
-                   help="settings rendered besides the clean images: names from edvis.perturb (e.g. gray blur3 "
+                   help="settings rendered besides the clean images: names from edvis.data.perturb (e.g. gray blur3 "
                    "sp0.005 jpeg-3), 'paper' for the paper's seven, 'all' for every one (default: paper)")
     r.add_argument("--seed", type=int, default=0, help="seed of the random perturbations (default 0)")
     r.add_argument("--shard", default="0/1", metavar="I/N",
@@ -281,30 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def expected_errors() -> tuple[type[BaseException], ...]:
-    from edvis.dataset import DatasetError
-    from edvis.download import DownloadError
-    from edvis.run import RunError
-    from edvis.store import StoreError
-
-    errors: list[type[BaseException]] = [DatasetError, DownloadError, RunError, StoreError, ValueError,
-                                         FileNotFoundError]
-    for module, name in (("edvis.site", "SiteError"), ("edvis.export", "ParityError"),
-                         ("edvis.analyze", "AnalysisError"), ("edvis.model", "PretrainedError")):
-        mod = sys.modules.get(module)
-        if mod is not None:
-            errors.append(getattr(mod, name))
-    return tuple(errors)
-
-
 def run_guarded(func: Callable[[], None]) -> int:
+    setup_logging()
     try:
         func()
     except KeyboardInterrupt:
-        _log("edvis: interrupted; rerun the same command to resume")
+        log.error("edvis: interrupted; rerun the same command to resume")
         return 130
-    except expected_errors() as e:
-        _log(f"edvis: error: {e}")
+    except EdvisError as e:
+        log.error(f"edvis: error: {e}")
         return 2
     return 0
 

@@ -14,6 +14,7 @@ differently, so bit equality is not expected).
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +25,11 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edvis import atomic
-from edvis.model import Uint8Input, build_model
-from edvis.run import Run, RunError, check_model_config
-from edvis.train import load_checkpoint
+from edvis.errors import EdvisError
+from edvis.models import Uint8Input, build_model
+from edvis.run import Run, RunError, atomic, check_model_config, load_checkpoint
+
+log = logging.getLogger(__name__)
 
 OPSET = 17
 ATOL = 1e-4
@@ -79,7 +81,7 @@ class Tapped(torch.nn.Module):
         return (*outputs, *(self._seen[name] for name in self.names))
 
 
-class ParityError(Exception):
+class ParityError(EdvisError):
     """onnxruntime's outputs differ from PyTorch's beyond the stated tolerance."""
 
 
@@ -184,7 +186,6 @@ def check_parity(
 def export_run(
     run_dir: str | Path,
     check_images: np.ndarray | Callable[[], np.ndarray | None] | None = None,
-    log: Callable[[str], None] = print,
 ) -> list[int]:
     """Export every checkpoint whose ONNX is missing or stale; returns the epochs exported.
 
@@ -199,13 +200,13 @@ def export_run(
     run_model = run.read_config()["model"] if run.config_path.exists() else None
     todo = [e for e in epochs if not is_up_to_date(run, e)]
     if not todo:
-        log(f"export: all {len(epochs)} epochs up to date")
+        log.info(f"export: all {len(epochs)} epochs up to date")
     elif callable(check_images):
         check_images = check_images()
     for k, e in enumerate(todo, 1):
         info = export_epoch(run, e, check_images, run_model)
         p = info["parity"]
-        log(
+        log.info(
             f"export: epoch {e} ({k}/{len(todo)}) → {run.onnx(e).name}, parity max |diff| "
             f"logits {max(v for key, v in p.items() if key.endswith('logits_max_abs')):.1e}, "
             f"maps {max(v for key, v in p.items() if key.endswith('maps_max_abs')):.1e}"

@@ -1,7 +1,7 @@
 """Batched onnxruntime inference over the validation set, for every exported epoch × setting.
 
 For each (perturbation, epoch) unit the store gets every validation image's probabilities,
-top-5, and the maps of its true and its top-1 class (see edvis.store). A unit already rendered
+top-5, and the maps of its true and its top-1 class (see edvis.run.store). A unit already rendered
 from the same ONNX file and seed is skipped, so a rerun after one more epoch renders only that
 epoch, and a rerun after a kill renders only the units that were not yet written.
 
@@ -14,22 +14,22 @@ serves every setting. Imports no torch.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edvis import atomic
-from edvis.dataset import load_images, open_dataset
-from edvis.perturb import PERTURBATIONS, apply, paper_set
-from edvis.run import Run, RunError
-from edvis.store import LAYERS, RenderStore, StoreError, Unit
+from edvis.data import PERTURBATIONS, apply, load_images, open_dataset, paper_set
+from edvis.errors import UsageError
+from edvis.run import LAYERS, UNIT_FORMAT, RenderStore, Run, RunError, StoreError, Unit, atomic, summarise
+
+log = logging.getLogger(__name__)
 
 PROVIDERS = ("auto", "cpu", "cuda")
 LAYER_PREFIX = "layer."  # ONNX outputs named layer.<name> are intermediate layers (see edvis.export)
@@ -38,14 +38,8 @@ DEFAULT_BATCH = {"CPUExecutionProvider": 128, "CUDAExecutionProvider": 1024}
 # Bytes of perturbed images held per group of settings (two groups live at once: one being
 # inferred, the next being prepared).
 GROUP_BYTES = 512 << 20
-# Version of what a unit holds; units of another version are rendered again.
-UNIT_FORMAT = 2  # 2: clean units keep the top-5 maps
-
-Log = Callable[[str], None]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def gpu_present() -> bool:
@@ -58,12 +52,12 @@ def session_providers(provider: str = "auto") -> list[str]:
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
-        raise ValueError(f"--provider must be one of {PROVIDERS}, got {provider!r}")
+        raise UsageError(f"--provider must be one of {PROVIDERS}, got {provider!r}")
     want_cuda = provider == "cuda" or (provider == "auto" and gpu_present())
     if not want_cuda:
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise RuntimeError("--provider cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu)")
+        raise UsageError("--provider cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu)")
     # CUDA and cuDNN may come from the nvidia-* pip wheels (e.g. installed with torch); load them
     # the way onnxruntime documents, before the first CUDA session.
     if hasattr(ort, "preload_dlls"):
@@ -87,57 +81,26 @@ def provider_line(session: Any, requested: str) -> str:
     return f"render: onnxruntime {ort.__version__} on {where}, {os.cpu_count()} CPU cores"
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float32, stable for large logits."""
-    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def summarise(
-    logits: np.ndarray, maps: np.ndarray, labels: np.ndarray, top5_maps: bool = False
-) -> dict[str, np.ndarray]:
-    """One unit's arrays from raw outputs: logits (N, C), maps (N, C, S, S), labels (N,).
-
-    With ``top5_maps`` the unit also keeps the maps of the five most probable classes.
-    """
-    probs = softmax(logits)
-    k = min(5, probs.shape[1])
-    # Stable sort on -probs: ties keep the lower class index first.
-    top5 = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    rows = np.arange(len(labels))
-    out = {
-        "probs": probs.astype(np.float16),
-        "top5": top5.astype(np.int16),
-        "top5_prob": np.take_along_axis(probs, top5, axis=1).astype(np.float32),
-        "map_true": maps[rows, labels].astype(np.float16),
-        "map_pred": maps[rows, top5[:, 0]].astype(np.float16),
-    }
-    if top5_maps:
-        out["map_top5"] = maps[rows[:, None], top5].astype(np.float16)  # (N, 5, S, S)
-    return out
-
-
 def parse_shard(spec: str) -> tuple[int, int]:
     """``"i/n"`` → (i, n) with 0 ≤ i < n."""
     try:
         i, n = (int(x) for x in spec.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
+        raise UsageError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
     if not 0 <= i < n:
-        raise ValueError(f"--shard i/n needs 0 ≤ i < n, got {spec!r}")
+        raise UsageError(f"--shard i/n needs 0 ≤ i < n, got {spec!r}")
     return i, n
 
 
 def resolve_perturbations(spec: Sequence[str]) -> list[str]:
-    """Setting names from ``--perturbations``: names from edvis.perturb, ``paper`` for the
+    """Setting names from ``--perturbations``: names from edvis.data.perturb, ``paper`` for the
     paper's seven, ``all`` for every one; ``clean`` always comes first."""
     names = ["clean"]
     for item in spec:
         expanded = {"paper": paper_set(), "all": list(PERTURBATIONS)}.get(item, [item])
         for name in expanded:
             if name not in PERTURBATIONS:
-                raise ValueError(f"--perturbations: unknown setting {name!r} (known: paper, all, "
+                raise UsageError(f"--perturbations: unknown setting {name!r} (known: paper, all, "
                                  f"{', '.join(PERTURBATIONS)})")
             if name not in names:
                 names.append(name)
@@ -164,7 +127,6 @@ def render_run(
     perturbations: Sequence[str] = (),
     seed: int = 0,
     shard: tuple[int, int] = (0, 1),
-    log: Log = _stderr,
 ) -> list[Unit]:
     """Render every (perturbation, exported epoch) unit of this shard not yet in the store.
 
@@ -198,7 +160,7 @@ def render_run(
                    and not _up_to_date(store.layers_meta(u.epoch), shas[u.epoch], seed)]
     part = "" if shard == (0, 1) else f" (shard {shard[0]}/{shard[1]}: {len(mine)} units)"
     if not todo and not layers_todo:
-        log(f"render: all {len(epochs)} epochs × {len(names)} setting(s) up to date{part}")
+        log.info(f"render: all {len(epochs)} epochs × {len(names)} setting(s) up to date{part}")
         return []
     # Only now, with work to do: indexing and fingerprinting a dataset stats every file.
     ds = open_dataset(data_root or config["dataset"]["root"])
@@ -221,7 +183,7 @@ def render_run(
 
     first_epoch = todo[0].epoch if todo else layers_todo[0]
     first = session(first_epoch)
-    log(provider_line(first, provider))
+    log.info(provider_line(first, provider))
     batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
     maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
     image_size = config["model"]["image_size"]
@@ -242,7 +204,7 @@ def render_run(
     clean = load_images([s.path for s in ds.val], size=image_size, workers=os.cpu_count() or 1)
     labels = np.array([s.label for s in ds.val], dtype=np.int64)
     keys = seed * len(clean) + np.arange(len(clean))  # one noise stream per (image, seed)
-    log(f"render: {len(todo)} unit(s) (epoch × setting){part} × {len(clean)} images, batch {batch}; "
+    log.info(f"render: {len(todo)} unit(s) (epoch × setting){part} × {len(clean)} images, batch {batch}; "
         f"decoded in {time.monotonic() - t0:.1f}s")
     chosen = layer_images(labels, seed)
     layers_left = set(layers_todo)
@@ -290,7 +252,7 @@ def render_run(
                     done.append(unit)
                     rate = len(done) * len(clean) / (time.monotonic() - start)
                     left = (len(todo) - len(done)) * len(clean) / rate
-                    log(f"render: {unit.key} ({len(done)}/{len(todo)}) {rate:.0f} img/s, "
+                    log.info(f"render: {unit.key} ({len(done)}/{len(todo)}) {rate:.0f} img/s, "
                         f"{left:.0f}s left")
                 # Surface a failed write early rather than after hours of rendering.
                 for f in [f for f in pending if f.done()]:
@@ -301,7 +263,7 @@ def render_run(
     for epoch in sorted(layers_left):  # epochs whose units were all up to date
         write_layers(epoch, spare.pop(epoch, None) or session(epoch))
     if layers_todo:
-        log(f"render: every layer's output for {len(chosen)} images at {len(layers_todo)} epoch(s) → "
+        log.info(f"render: every layer's output for {len(chosen)} images at {len(layers_todo)} epoch(s) → "
             f"{store.root / LAYERS}")
     return done
 
@@ -331,7 +293,7 @@ def _infer(session: Any, images: np.ndarray, batch: int) -> tuple[np.ndarray, np
     return logits, maps
 
 
-def merge_stores(run_dir: str | Path, sources: Sequence[str | Path], log: Log = _stderr) -> list[Unit]:
+def merge_stores(run_dir: str | Path, sources: Sequence[str | Path]) -> list[Unit]:
     """Copy into RUN's store the units that shards rendered into other copies of the run.
 
     Each source is a run folder or its ``render`` folder. A unit is taken only when it was
@@ -367,5 +329,5 @@ def merge_stores(run_dir: str | Path, sources: Sequence[str | Path], log: Log = 
                 shutil.copyfile(path, tmp)
             if unit is not None:
                 copied.append(unit)
-        log(f"render: merged {src}: {len(copied)} unit(s) copied so far")
+        log.info(f"render: merged {src}: {len(copied)} unit(s) copied so far")
     return copied

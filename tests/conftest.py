@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,3 +19,57 @@ def tiny_subset_root() -> Path:
     if not (TINY_SUBSET / "wnids.txt").is_file():
         pytest.skip(f"shared Tiny ImageNet subset not found at {TINY_SUBSET}")
     return TINY_SUBSET
+
+
+@contextlib.contextmanager
+def logged() -> Iterator[list[str]]:
+    """The messages edvis logs inside the block, as a list that fills while it runs."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("edvis")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def said() -> Iterator[list[str]]:
+    """The messages edvis logs during the test."""
+    with logged() as lines:
+        yield lines
+
+
+@pytest.fixture(scope="session")
+def rendered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small run rendered through every stage but training: three embedded classes (three
+    validation images each), one freshly initialised checkpoint, exported and rendered under the
+    paper's perturbations. Made once; copy it before changing it."""
+    from dataclasses import asdict
+
+    import torch
+
+    from edvis.data import open_dataset, write_dataset
+    from edvis.export import export_run
+    from edvis.models import ModelConfig, build_model
+    from edvis.render import render_run
+    from edvis.run import Run, save_checkpoint
+    from edvis.train import resolve_config
+
+    root = tmp_path_factory.mktemp("rendered")
+    data = write_dataset(root / "data", classes=3, seed=0, train_per_class=2, val_per_class=3)
+    run = Run(root / "run")
+    mc = ModelConfig(num_classes=3)
+    cfg = asdict(resolve_config("demo", epochs=1))
+    run.write_config({"model": mc.to_dict(), "train": cfg, "dataset": open_dataset(data).record()})
+    torch.manual_seed(0)
+    save_checkpoint(run.checkpoint(1), {"epoch": 1, "model_config": mc.to_dict(), "train_config": cfg,
+                                        "model": build_model(mc).state_dict()})
+    export_run(run.root)
+    render_run(run.root, provider="cpu", perturbations=["paper"])
+    return run.root

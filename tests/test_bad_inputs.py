@@ -22,12 +22,11 @@ import torch
 from PIL import Image
 
 from edvis.cli import main
-from edvis.dataset import load_images, open_dataset
+from edvis.data import load_images, open_dataset, write_dataset
 from edvis.export import export_run
-from edvis.model import ModelConfig, build_model
-from edvis.run import Run
-from edvis.synthetic import write_dataset
-from edvis.train import CHECKPOINT_SCHEMA, resolve_config
+from edvis.models import ModelConfig, build_model
+from edvis.run import CHECKPOINT_SCHEMA, Run
+from edvis.train import resolve_config
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -97,7 +96,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, data: Path, checkpoints: 
     run = write_config(tmp_path_factory.mktemp("exported") / "run", data)
     run.checkpoint_dir.mkdir(parents=True)
     shutil.copy(checkpoints["good"], run.checkpoint(1))
-    export_run(run.root, log=lambda s: None)
+    export_run(run.root)
     return run.root
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from edvis.cli import build_parser
-from edvis.synthetic import write_dataset
+from edvis.data import write_dataset
 from edvis.train import TrainConfig
 
 
@@ -91,7 +91,7 @@ def test_train_prints_and_saves_the_resolved_config(tmp_path):
 def test_site_bad_seed_and_missing_compare_run(tmp_path):
     import numpy as np
 
-    from edvis.store import RenderStore, Unit
+    from edvis.run import RenderStore, Unit
 
     data = tmp_path / "data"
     (data / "val").mkdir(parents=True)

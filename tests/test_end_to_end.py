@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from edvis.cli import main
-from edvis.run import Run
-from edvis.store import RenderStore, Unit
+from edvis.run import RenderStore, Run, Unit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,9 +96,8 @@ def test_rerun_is_a_no_op(built):
 def test_a_perturbed_unit_equals_direct_inference_on_perturbed_images(built):
     import onnxruntime as ort
 
-    from edvis.dataset import load_image
-    from edvis.perturb import PERTURBATIONS
-    from edvis.render import softmax
+    from edvis.data import PERTURBATIONS, load_image
+    from edvis.run import softmax
 
     data, run, _, _ = built
     store = RenderStore(Run(run).render_dir)

@@ -4,11 +4,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edvis.dataset import load_images, open_dataset
+from edvis.data import load_images, open_dataset
 from edvis.export import ParityError, check_parity, export_run, sha256_file
-from edvis.model import ModelConfig, Uint8Input, build_model
-from edvis.run import Run, RunError
-from edvis.train import CHECKPOINT_SCHEMA
+from edvis.models import ModelConfig, Uint8Input, build_model
+from edvis.run import CHECKPOINT_SCHEMA, Run, RunError
 
 
 def _fake_run(root, num_classes=20, epochs=(1, 2), seed=0, name="edvis-resnet18"):
@@ -37,7 +36,7 @@ def real_images(tiny_subset_root):
 
 def test_export_names_axes_and_parity_on_random_and_real_images(tmp_path, real_images):
     run = _fake_run(tmp_path)
-    assert export_run(tmp_path, check_images=real_images, log=lambda s: None) == [1, 2]
+    assert export_run(tmp_path, check_images=real_images) == [1, 2]
     model = onnx.load(str(run.onnx(1)))
     onnx.checker.check_model(model)
     assert [i.name for i in model.graph.input] == ["images"]
@@ -76,16 +75,16 @@ def test_export_names_axes_and_parity_on_random_and_real_images(tmp_path, real_i
 
 def test_up_to_date_exports_are_skipped_and_stale_ones_redone(tmp_path):
     run = _fake_run(tmp_path, num_classes=4)
-    export_run(tmp_path, log=lambda s: None)
-    assert export_run(tmp_path, log=lambda s: None) == []
+    export_run(tmp_path)
+    assert export_run(tmp_path) == []
     _fake_run(tmp_path, num_classes=4, epochs=(2,), seed=10)  # epoch 2 retrained
-    assert export_run(tmp_path, log=lambda s: None) == [2]
+    assert export_run(tmp_path) == [2]
     assert run.onnx_epochs() == [1, 2]
 
 
 def test_parity_check_fails_for_a_different_model(tmp_path):
     run = _fake_run(tmp_path, num_classes=4, epochs=(1,))
-    export_run(tmp_path, log=lambda s: None)
+    export_run(tmp_path)
     torch.manual_seed(123)
     other = Uint8Input(build_model({"num_classes": 4, "variant": "paper"}), (0.5,) * 3, (0.25,) * 3).eval()
     with pytest.raises(ParityError, match="differ"):
@@ -94,12 +93,12 @@ def test_parity_check_fails_for_a_different_model(tmp_path):
 
 def test_no_checkpoints_is_a_clear_error(tmp_path):
     with pytest.raises(RunError, match="no checkpoints"):
-        export_run(tmp_path, log=lambda s: None)
+        export_run(tmp_path)
 
 
 def test_cam_baseline_exports_the_same_outputs_with_its_own_map_size(tmp_path, real_images):
     run = _fake_run(tmp_path, num_classes=5, epochs=(1,), name="cam-resnet18")
-    export_run(tmp_path, check_images=real_images, log=lambda s: None)
+    export_run(tmp_path, check_images=real_images)
     model = onnx.load(str(run.onnx(1)))
     assert [o.name for o in model.graph.output] == ["logits", "maps", "layer.conv1", "layer.layer1",
                                                     "layer.layer2", "layer.layer3", "layer.layer4"]

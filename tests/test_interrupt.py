@@ -134,7 +134,7 @@ def test_site_killed_then_rebuilt_equals_a_straight_build(reference):
 
 
 def test_sweep_removes_only_stale_temporaries(tmp_path):
-    from edvis import atomic
+    from edvis.run import atomic
 
     (tmp_path / "a").mkdir()
     stale, fresh, keep = tmp_path / "a/.x.npz.tmp-1", tmp_path / ".y.html.tmp-2", tmp_path / "a/x.npz"

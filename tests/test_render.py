@@ -19,10 +19,8 @@ from edvis.render import (
     plan_units,
     render_run,
     session_providers,
-    softmax,
-    summarise,
 )
-from edvis.store import ARRAYS, RenderStore, StoreError, Unit
+from edvis.run import ARRAYS, RenderStore, StoreError, Unit, softmax, summarise
 
 
 def test_softmax_by_hand_and_stable_for_large_logits():
@@ -61,7 +59,7 @@ def test_render_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, edvis.render, edvis.store, edvis.site; sys.exit('torch' in sys.modules)"
+    code = "import sys, edvis.render, edvis.run.store, edvis.site; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -146,7 +144,7 @@ def test_shards_into_one_store_equal_a_whole_render(exported):
     tmp, run, reference = exported
     both = copy_run(run, tmp / "shards")
     for i in range(3):
-        render_run(both, perturbations=["paper"], shard=(i, 3), log=lambda s: None)
+        render_run(both, perturbations=["paper"], shard=(i, 3))
     assert_same_store(both, reference)
 
 
@@ -154,12 +152,12 @@ def test_shards_in_copies_merge_into_one_store(exported):
     tmp, run, reference = exported
     parts = [copy_run(run, tmp / f"part{i}") for i in range(2)]
     for i, part in enumerate(parts):
-        render_run(part, perturbations=["paper"], shard=(i, 2), log=lambda s: None)
+        render_run(part, perturbations=["paper"], shard=(i, 2))
     merged = copy_run(run, tmp / "merged")
-    copied = merge_stores(merged, parts, log=lambda s: None)
+    copied = merge_stores(merged, parts)
     assert len(copied) == 2 * len(PAPER)
     assert_same_store(merged, reference)
-    assert merge_stores(merged, parts, log=lambda s: None) == []  # nothing new the second time
+    assert merge_stores(merged, parts) == []  # nothing new the second time
 
 
 def test_merge_refuses_units_from_another_onnx_file(exported):
@@ -169,7 +167,7 @@ def test_merge_refuses_units_from_another_onnx_file(exported):
     record["sha256"] = "0" * 64  # as if epoch 1 had been exported from another checkpoint
     (other / "onnx/epoch_001.json").write_text(json.dumps(record))
     with pytest.raises(StoreError, match="another ONNX file"):
-        merge_stores(other, [reference], log=lambda s: None)
+        merge_stores(other, [reference])
 
 
 def test_rerender_after_a_new_epoch_renders_only_it(exported):
@@ -178,7 +176,7 @@ def test_rerender_after_a_new_epoch_renders_only_it(exported):
     shutil.copytree(reference / "render", partial / "render")
     for p in (partial / "render").glob("*/epoch_002.npz"):
         p.unlink()  # as if epoch 2 had just been exported
-    done = render_run(partial, perturbations=["paper"], log=lambda s: None)
+    done = render_run(partial, perturbations=["paper"])
     assert sorted(done, key=lambda u: u.perturbation) == [Unit(n, 2) for n in sorted(PAPER)]
     assert_same_store(partial, reference)
 
@@ -204,7 +202,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_render(exported, kill_after)
     assert proc.returncode == -signal.SIGKILL, "the render finished before it could be killed"
     survivors = _units_written(victim)
     assert survivors < 2 * len(PAPER)
-    done = render_run(victim, perturbations=["paper"], log=lambda s: None)
+    done = render_run(victim, perturbations=["paper"])
     assert len(done) == 2 * len(PAPER) - survivors  # only what was missing
     assert_same_store(victim, reference)
 

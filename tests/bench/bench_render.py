@@ -18,8 +18,6 @@ EPOCHS = 3
 BATCH = 128
 
 
-def quiet(_: str) -> None:
-    pass
 
 
 def build_run() -> Path:
@@ -59,11 +57,10 @@ def rate(fn, images: np.ndarray, repeats: int = 3) -> float:
 def run() -> list[dict]:
     import torch
 
-    from edvis.dataset import load_images, open_dataset
-    from edvis.model import Uint8Input, build_model
+    from edvis.data import load_images, open_dataset
+    from edvis.models import Uint8Input, build_model
     from edvis.render import render_run
-    from edvis.run import Run
-    from edvis.train import load_checkpoint
+    from edvis.run import Run, load_checkpoint
 
     run_dir = build_run()
     r = Run(run_dir)
@@ -96,7 +93,7 @@ def run() -> list[dict]:
     # 2. The whole pipeline (decode, perturb, infer, summarise, store) vs the bare forward.
     shutil.rmtree(r.render_dir, ignore_errors=True)
     t = time.perf_counter()
-    done = render_run(run_dir, provider="cpu", perturbations=["paper"], log=quiet)
+    done = render_run(run_dir, provider="cpu", perturbations=["paper"])
     pipeline = len(done) * len(images) / (time.perf_counter() - t)
     rows.append({
         "benchmark": f"render: pipeline ({len(done)} units: {EPOCHS} epochs × clean + paper's 7) vs bare forward (img/s)",
@@ -106,7 +103,7 @@ def run() -> list[dict]:
 
     # 3. A rerun with nothing new to do.
     t = time.perf_counter()
-    assert render_run(run_dir, provider="cpu", perturbations=["paper"], log=quiet) == []
+    assert render_run(run_dir, provider="cpu", perturbations=["paper"]) == []
     idle = time.perf_counter() - t
     rows.append({
         "benchmark": f"render: rerun with nothing to do ({len(done)} units up to date) (s)",

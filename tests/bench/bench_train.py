@@ -13,9 +13,8 @@ from collections.abc import Callable
 
 import torch
 
-from edvis.data import augment, to_float
-from edvis.model import ModelConfig, build_model
-from edvis.train import RECIPES, make_optimizer, train_step
+from edvis.models import ModelConfig, build_model
+from edvis.train import RECIPES, augment, make_optimizer, to_float, train_step
 
 MODELS = ("edvis-resnet18", "cam-resnet18")
 BATCH, CLASSES, SIZE = 64, 200, 64

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edvis import atomic
-from edvis.store import RenderStore, Unit
+from edvis.run import RenderStore, Unit, atomic
 
 SETTINGS = ["clean", "gaussian_noise-1", "gaussian_noise-2", "gaussian_noise-3", "gaussian_noise-4",
             "gaussian_noise-5", "gray", "blur3", "bgr", "blur5", "brg", "sp0.0005", "sp0.005"]

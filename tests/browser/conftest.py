@@ -34,7 +34,7 @@ def require_browser() -> None:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(run folder, site folder) of the tiny demo build with a hostile class name."""
     require_browser()
-    return harness.build_demo_site(tmp_path_factory.mktemp("browser-demo"), docs=WITH_DOCS, log=lambda _msg: None)
+    return harness.build_demo_site(tmp_path_factory.mktemp("browser-demo"), docs=WITH_DOCS)
 
 
 @pytest.fixture(scope="package")

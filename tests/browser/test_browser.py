@@ -52,7 +52,7 @@ def expected_changed_maps(run: Path, cls: int, a: int, b: int) -> int:
     Computed from the render store, independently of the site code: each true-class map is
     scaled to 0..255 by its own maximum and rounded, as the page draws it.
     """
-    from edvis.store import RenderStore, Unit
+    from edvis.run import RenderStore, Unit
 
     store = RenderStore(run / "render")
     labels = np.asarray(store.manifest()["val"]["labels"])
@@ -230,7 +230,7 @@ def test_epoch_slider_is_kept_in_the_url(driver: Any, demo: tuple[Path, Path], r
 
 def final_top1_by_class(run: Path) -> list[float]:
     """Each class's top-1 accuracy at the last epoch, from the render store's clean unit."""
-    from edvis.store import RenderStore, Unit
+    from edvis.run import RenderStore, Unit
 
     store = RenderStore(run / "render")
     labels = np.asarray(store.manifest()["val"]["labels"])

@@ -1,0 +1,302 @@
+"""The encoder-decoder network whose last layer explains its own prediction.
+
+ResNet-18 without its pooling and classifier encodes a 64×64 image to (512, 2, 2). A 1×1
+convolution expands that to one channel per class, two transposed convolutions decode
+2 → 4 → 8, and the last one is a *group* convolution (groups = classes), so each 8×8 output
+map is computed from its own class's channel only. The logits are the maps' global average:
+the maps are the model's explanation, with no gradient or classifier weight involved.
+
+Two variants, named after their source:
+
+* ``paper``: as the paper's text describes it: BatchNorm after each of the three layers,
+  plain ``Dropout(0.3)`` after the first two.
+* ``author``: as the author's code has it: ``InstanceNorm2d(affine=True)`` after the expand
+  step, BatchNorm after the two transposed convolutions, ``Dropout2d(0.3)`` after the first two.
+
+The baseline the paper compares with, ``cam-resnet18``, is a plain ResNet-18 classifier (global
+average pooling, one linear layer) whose maps are class activation maps (Zhou et al., 2016):
+the same ``(logits, maps)`` interface, so every later stage treats both models alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import resnet18
+
+from edvis.errors import EdvisError, UsageError
+
+VARIANTS = ("paper", "author")
+MODEL_NAMES = ("edvis-resnet18", "cam-resnet18")
+
+# Tiny ImageNet channel statistics, as in the author's code.
+TINY_MEAN = (0.4802, 0.4481, 0.3975)
+TINY_STD = (0.2302, 0.2265, 0.2262)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in every checkpoint.
+
+    ``variant`` and ``dropout`` shape the edvis decoder only; ``cam-resnet18`` ignores them.
+    """
+
+    num_classes: int
+    name: str = "edvis-resnet18"
+    variant: str = "paper"
+    dropout: float = 0.3
+    image_size: int = 64
+    mean: tuple[float, float, float] = TINY_MEAN
+    std: tuple[float, float, float] = TINY_STD
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise UsageError(f"model name must be one of {MODEL_NAMES}, got {self.name!r}")
+        if self.variant not in VARIANTS:
+            raise UsageError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.num_classes < 1:
+            raise UsageError(f"num_classes must be positive, got {self.num_classes}")
+        if self.image_size % 32:
+            raise UsageError(f"image_size must be a multiple of 32, got {self.image_size}")
+
+    @property
+    def map_size(self) -> int:
+        """Side of the square maps the model returns: H/8 for edvis, H/32 for the CAM baseline."""
+        if self.name == "cam-resnet18":
+            return self.image_size // 32  # the last convolutional features
+        return self.image_size // 8  # encoder /32, decoder ×4
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        for k in ("mean", "std"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def resnet18_encoder() -> nn.Sequential:
+    """torchvision's ResNet-18 up to ``layer4``: (B, 3, H, W) → (B, 512, H/32, W/32)."""
+    net = resnet18(weights=None)
+    return nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+    )
+
+
+class ClassMapDecoder(nn.Module):
+    """(B, 512, 2, 2) → (B, C, 8, 8): expand to one channel per class, then decode twice."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        expand_norm: Callable[[int], nn.Module],
+        dropout: Callable[[], nn.Module],
+        in_channels: int = 512,
+    ) -> None:
+        super().__init__()
+        c = num_classes
+        self.expand = nn.Sequential(
+            nn.Conv2d(in_channels, c, 1, bias=False), expand_norm(c), nn.ReLU(inplace=True), dropout()
+        )
+        self.up1 = nn.Sequential(
+            nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True), dropout()
+        )
+        # groups=c: class k's map sees only channel k of the layer below.
+        self.up2 = nn.Sequential(
+            nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False, groups=c), nn.BatchNorm2d(c), nn.ReLU(inplace=True)
+        )
+
+    def forward(self, f: Tensor) -> Tensor:
+        x = self.expand(f)  # (B, C, 2, 2)
+        x = self.up1(x)  # (B, C, 4, 4)
+        return self.up2(x)  # (B, C, 8, 8)
+
+
+class EncoderDecoderNet(nn.Module):
+    """Returns ``(logits, maps)``: logits (B, C) are the spatial mean of maps (B, C, 8, 8)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        if config.variant == "paper":
+            expand_norm: Callable[[int], nn.Module] = nn.BatchNorm2d
+            dropout: Callable[[], nn.Module] = lambda: nn.Dropout(config.dropout)
+        else:
+            expand_norm = lambda c: nn.InstanceNorm2d(c, affine=True)
+            dropout = lambda: nn.Dropout2d(config.dropout)
+        self.encoder = resnet18_encoder()
+        self.decoder = ClassMapDecoder(config.num_classes, expand_norm, dropout)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        maps = self.decoder(self.encoder(x))  # (B, C, 8, 8)
+        return maps.mean(dim=(2, 3)), maps
+
+
+class CamNet(nn.Module):
+    """The baseline: ResNet-18 with global average pooling and a linear classifier.
+
+    Returns ``(logits, maps)`` like :class:`EncoderDecoderNet`. ``maps`` (B, C, H/32, W/32) are
+    class activation maps (Zhou et al., 2016, eq. 6), M_c(x, y) = Σ_k w_k^c f_k(x, y), over the
+    last convolutional features f (B, 512, H/32, W/32), *plus the class bias* b_c. With the bias
+    included, the spatial mean of a class's map is exactly its logit, as for the edvis model:
+    GAP(M_c) = Σ_k w_k^c GAP(f_k) + b_c. Unlike edvis maps, CAMs may be negative.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = resnet18_encoder()
+        self.fc = nn.Linear(512, config.num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.encoder(x)  # (B, 512, h, w)
+        logits = self.fc(f.mean(dim=(2, 3)))  # (B, C)
+        # The classifier applied at every position: a 1×1 convolution with the fc weights.
+        maps = F.conv2d(f, self.fc.weight[:, :, None, None], self.fc.bias)  # (B, C, h, w)
+        return logits, maps
+
+
+def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
+    """Build the network named by ``config`` (a ModelConfig or its ``to_dict()``)."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    if config.name == "cam-resnet18":
+        return CamNet(config)
+    return EncoderDecoderNet(config)
+
+
+# torchvision's ResNet-18 module names → their index in resnet18_encoder()'s Sequential.
+_ENCODER_INDEX = {"conv1": 0, "bn1": 1, "layer1": 4, "layer2": 5, "layer3": 6, "layer4": 7}
+
+
+class PretrainedError(EdvisError):
+    """Pretrained weights that cannot be fetched or do not fit the encoder; names the cause."""
+
+
+def encoder_state_from_resnet18(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Rename a torchvision ResNet-18 state dict to ``resnet18_encoder()``'s keys.
+
+    ``fc.*`` (the ImageNet classifier) is dropped, a ``module.`` prefix (a DistributedDataParallel
+    save) is stripped; any other key outside the encoder is an error naming ``source``.
+    """
+    out: dict[str, Tensor] = {}
+    foreign = []
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        head, _, rest = key.partition(".")
+        if head == "fc":
+            continue
+        if head not in _ENCODER_INDEX or not rest:
+            foreign.append(key)
+            continue
+        out[f"{_ENCODER_INDEX[head]}.{rest}"] = value
+    if foreign:
+        raise PretrainedError(
+            f"{source}: not a torchvision ResNet-18 state dict (unexpected keys: {_few(foreign)})"
+        )
+    return out
+
+
+def load_encoder_weights(model: nn.Module, state: dict[str, Any], source: str) -> None:
+    """Copy a torchvision ResNet-18 state dict into ``model.encoder``, strictly.
+
+    Every encoder parameter and buffer must be present with its exact shape; ``fc.*`` is
+    ignored. Errors name ``source`` (the file or the weights' name).
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise PretrainedError(f"{source}: not a state dict (a dict of tensors)")
+    renamed = encoder_state_from_resnet18(state, source)
+    encoder: nn.Module = model.encoder  # type: ignore[assignment]
+    own = encoder.state_dict()
+    missing = [k for k in own if k not in renamed]
+    if missing:
+        raise PretrainedError(f"{source}: ResNet-18 weights missing: {_few(_torchvision_names(missing))}")
+    wrong = [k for k in own if renamed[k].shape != own[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise PretrainedError(
+            f"{source}: {_torchvision_names([k])[0]} has shape {tuple(renamed[k].shape)}, "
+            f"ResNet-18 needs {tuple(own[k].shape)}"
+            + (f" (and {len(wrong) - 1} more mismatches)" if len(wrong) > 1 else "")
+        )
+    encoder.load_state_dict(renamed, strict=True)
+
+
+def _torchvision_names(keys: list[str]) -> list[str]:
+    back = {str(i): name for name, i in _ENCODER_INDEX.items()}
+    return [back[k.partition(".")[0]] + "." + k.partition(".")[2] for k in keys]
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+class Uint8Input(nn.Module):
+    """Wrap a model so it takes what an image file holds: uint8 (B, H, W, 3) RGB.
+
+    Normalisation then lives inside the exported graph, and the renderer needs no torch.
+    """
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
+        self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        x = images.permute(0, 3, 1, 2).float() * self.scale - self.shift  # (B, 3, H, W)
+        return self.model(x)
+
+
+def pretrained_state(spec: str) -> tuple[dict[str, Tensor], str]:
+    """The ResNet-18 weights ``--pretrained`` names, and a label for error messages.
+
+    ``imagenet``: torchvision's ``ResNet18_Weights.IMAGENET1K_V1`` through its weights API
+    (downloaded once into the torch hub cache, ``$TORCH_HOME/hub/checkpoints``). Anything else
+    is the path of a saved torchvision ResNet-18 state dict. Raises PretrainedError naming the
+    cause when the weights cannot be had: training never silently starts from scratch.
+    """
+    if spec == "imagenet":
+        from torchvision.models import ResNet18_Weights
+
+        weights = ResNet18_Weights.IMAGENET1K_V1
+        try:
+            state = weights.get_state_dict(progress=True, check_hash=True)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError; RuntimeError: bad hash
+            cause = getattr(e, "reason", None) or e
+            cache = Path(torch.hub.get_dir()) / "checkpoints"
+            raise PretrainedError(
+                f"--pretrained imagenet: cannot fetch torchvision's ResNet18_Weights.IMAGENET1K_V1 from "
+                f"{weights.url} ({type(e).__name__}: {cause}); without network access, put that file in "
+                f"{cache} or pass --pretrained PATH to a local ResNet-18 state dict"
+            ) from None
+        return state, "torchvision ResNet18_Weights.IMAGENET1K_V1"
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise PretrainedError(
+            f"--pretrained: {path} is not a file (give 'imagenet' or the path of a ResNet-18 state dict)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (unpickling fails in many ways: all mean "not readable")
+        raise PretrainedError(f"--pretrained: cannot read a state dict from {path}: {e}") from None
+    return state, str(path)
+
+
+def load_pretrained(model: nn.Module, spec: str) -> str:
+    """Start ``model``'s encoder from the weights ``spec`` names (see :func:`pretrained_state`).
+
+    Returns a description of the weights loaded.
+    """
+    state, source = pretrained_state(spec)
+    load_encoder_weights(model, state, source)
+    return source

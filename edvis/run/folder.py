@@ -1,0 +1,174 @@
+"""The run folder: where each stage reads and writes. Imports no torch.
+
+```
+RUN/
+  config.json              resolved training configuration
+  metrics.jsonl            one JSON object per finished epoch
+  checkpoints/epoch_001.pt one per epoch (plain dicts, see edvis.train)
+  onnx/epoch_001.onnx      one per epoch (see edvis.export)
+  onnx/epoch_001.json      its sha256, source checkpoint and parity figures
+  render/                  the render store (see edvis.run.store)
+  analysis/                analysis.json and CSV tables (see edvis.analyze)
+```
+
+config.json carries ``"schema": RUN_SCHEMA``; a run written before the field existed counts as
+schema 1. A run of another schema is refused with the path, not half read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edvis.errors import EdvisError
+from edvis.run import atomic
+
+_EPOCH_FILE = re.compile(r"^epoch_(\d{3,})\.(pt|onnx)$")
+
+RUN_SCHEMA = 1
+
+
+class RunError(EdvisError):
+    """A run folder is missing something or holds something unreadable; names the path."""
+
+
+@dataclass(frozen=True)
+class Run:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def onnx_dir(self) -> Path:
+        return self.root / "onnx"
+
+    @property
+    def render_dir(self) -> Path:
+        return self.root / "render"
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.root / "analysis"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoint_dir / f"epoch_{epoch:03d}.pt"
+
+    def onnx(self, epoch: int) -> Path:
+        return self.onnx_dir / f"epoch_{epoch:03d}.onnx"
+
+    def export_record(self, epoch: int) -> Path:
+        """JSON beside each ONNX file: its sha256, source checkpoint and parity figures."""
+        return self.onnx_dir / f"epoch_{epoch:03d}.json"
+
+    def read_export_record(self, epoch: int) -> dict[str, Any]:
+        """The epoch's export record, after checking that its ONNX file has the recorded size."""
+        path = self.export_record(epoch)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            size = record["size"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+            raise RunError(f"missing or damaged export record {path} (run `edvis export`): {e}") from None
+        onnx = self.onnx(epoch)
+        try:
+            actual = onnx.stat().st_size
+        except FileNotFoundError:
+            raise RunError(f"ONNX file missing: {onnx} (run `edvis export`)") from None
+        if actual != size:
+            raise RunError(
+                f"{onnx} is {actual} bytes but was exported as {size} (truncated or replaced); "
+                "run `edvis export` to write it again"
+            )
+        return record
+
+    def checkpoint_epochs(self) -> list[int]:
+        return _epochs_in(self.checkpoint_dir, "pt")
+
+    def onnx_epochs(self) -> list[int]:
+        return _epochs_in(self.onnx_dir, "onnx")
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's configuration; a RunError if it is missing, damaged or of another schema."""
+        try:
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"not a training run (no config.json): {self.root}") from None
+        except (OSError, ValueError) as e:
+            raise RunError(f"cannot read {self.config_path}: {e}") from None
+        if not isinstance(config, dict):
+            raise RunError(f"{self.config_path} does not hold a run configuration (a JSON object)")
+        schema = config.get("schema", 1)
+        if schema != RUN_SCHEMA:
+            raise RunError(
+                f"{self.config_path} has schema {schema!r}; this edvis reads run schema {RUN_SCHEMA}: "
+                "use the edvis version that wrote it, or train into a new run folder"
+            )
+        return config
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write config.json (atomically), stamped with the run schema."""
+        atomic.write_json(self.config_path, {**config, "schema": RUN_SCHEMA})
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The per-epoch metrics, in epoch order; [] if training has not finished an epoch."""
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for n, line in enumerate(self.metrics_path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as e:
+                    raise RunError(f"{self.metrics_path}:{n}: not JSON: {e}") from None
+        return sorted(rows, key=lambda r: r["epoch"])
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        # Rewritten whole (it is small) so it always matches the checkpoints on disk.
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rows, key=lambda r: r["epoch"]))
+        atomic.write_text(self.metrics_path, text)
+
+
+def check_model_config(found: dict[str, Any], expected: dict[str, Any], path: Path, where: str) -> None:
+    """Raise a RunError naming ``path`` when the model it holds is not the one ``where`` describes.
+
+    Both are ModelConfig dicts; they are compared as JSON, so tuples equal lists.
+    """
+    found, expected = json.loads(json.dumps(found)), json.loads(json.dumps(expected))
+    diffs = [
+        f"{key} {found.get(key)!r} (expected {expected.get(key)!r})"
+        for key in sorted(set(found) | set(expected))
+        if found.get(key) != expected.get(key)
+    ]
+    if diffs:
+        raise RunError(f"{path} holds another model than {where}: {'; '.join(diffs)}")
+
+
+def _epochs_in(folder: Path, ext: str) -> list[int]:
+    if not folder.is_dir():
+        return []
+    epochs = []
+    for p in folder.iterdir():
+        m = _EPOCH_FILE.match(p.name)
+        if m and m.group(2) == ext:
+            epochs.append(int(m.group(1)))
+    return sorted(epochs)
+
+
+def model_label(model: dict[str, Any], fallback: str) -> str:
+    """A run's model as tables name it: config.json's model name, and for the edvis network its
+    variant, e.g. "edvis-resnet18 (paper)"; ``fallback`` (the run folder's name) without a name."""
+    name = str(model.get("name") or fallback)
+    # Only the edvis network has variants; a CAM baseline's config carries the default unused.
+    return f"{name} ({model['variant']})" if model.get("variant") and name == "edvis-resnet18" else name

@@ -1,0 +1,226 @@
+"""The render store: what onnxruntime computed, per (perturbation, epoch) unit. Imports no torch.
+
+```
+RUN/render/
+  manifest.json               schema version, classes, dataset fingerprint, the validation index
+  <perturbation>/epoch_NNN.npz one unit: N validation images, in manifest order
+```
+
+A unit is one ``.npz`` written atomically, so it is either complete or absent. It holds
+
+| array       | dtype   | shape        | meaning                                         |
+| ----------- | ------- | ------------ | ----------------------------------------------- |
+| `probs`     | float16 | (N, C)       | softmax of the logits                           |
+| `top5`      | int16   | (N, 5)       | class indices, most probable first              |
+| `top5_prob` | float32 | (N, 5)       | their probabilities (from float32, before cast) |
+| `map_true`  | float16 | (N, S, S)    | the true class's map (raw, before any norm)     |
+| `map_pred`  | float16 | (N, S, S)    | the top-1 class's map                           |
+| `map_top5`  | float16 | (N, 5, S, S) | the maps of the top-5 classes (clean units only)|
+| `meta`      | str     | ()           | JSON: epoch, perturbation, params, onnx sha256  |
+
+``layers/epoch_NNN.npz`` holds, for a few validation images (``index``), the output of every
+layer the ONNX file exposes (``L0``, ``L1``, …: float16 (K, channels, h, w)), named in ``meta``.
+
+Units are independent files, so shards of one render can write into one store at once.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edvis.errors import EdvisError, UsageError
+from edvis.run import atomic
+
+SCHEMA_VERSION = 1
+ARRAYS = ("probs", "top5", "top5_prob", "map_true", "map_pred")
+LAYERS = "layers"  # folder of the per-layer outputs; never a perturbation name
+# Version of what a unit holds; units of another version are rendered again.
+UNIT_FORMAT = 2  # 2: clean units keep the top-5 maps
+OPTIONAL = ("map_top5",)  # in clean units only: the galleries show the top-5 maps
+# What np.load and json raise on a truncated, foreign or incomplete unit file.
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+class StoreError(EdvisError):
+    """The store is missing, unreadable or of another schema; names the path."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    perturbation: str
+    epoch: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.perturbation}/epoch_{self.epoch:03d}"
+
+
+class RenderStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._manifest: dict[str, Any] | None = None
+
+    # -- manifest -----------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def init(self, manifest: dict[str, Any]) -> None:
+        """Create the store, or check that an existing one describes the same dataset."""
+        manifest = {"schema": SCHEMA_VERSION, **manifest}
+        if self.manifest_path.exists():
+            old = self.manifest()
+            if old["dataset"]["fingerprint"] != manifest["dataset"]["fingerprint"]:
+                raise StoreError(
+                    f"{self.manifest_path} was rendered from another dataset "
+                    f"(fingerprint {old['dataset']['fingerprint'][:12]}, now "
+                    f"{manifest['dataset']['fingerprint'][:12]}); render into a new run folder"
+                )
+            if old == manifest:
+                return
+        atomic.write_json(self.manifest_path, manifest)
+        self._manifest = manifest
+
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            try:
+                m = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise StoreError(f"no render store at {self.root} (run `edvis render` first)") from None
+            except (OSError, ValueError) as e:
+                raise StoreError(f"cannot read {self.manifest_path}: {e}") from None
+            if m.get("schema") != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.manifest_path} has schema {m.get('schema')!r}; this edvis reads schema "
+                    f"{SCHEMA_VERSION}: render again into a new run folder"
+                )
+            self._manifest = m
+        return self._manifest
+
+    # -- units ----------------------------------------------------------------------------------
+    def path(self, unit: Unit) -> Path:
+        return self.root / f"{unit.key}.npz"
+
+    def units(self) -> list[Unit]:
+        out = []
+        for p in sorted(self.root.glob("*/epoch_*.npz")):
+            if p.parent.name != LAYERS:
+                out.append(Unit(p.parent.name, int(p.stem.split("_")[1])))
+        return out
+
+    # -- every layer's output for a few images (the site's Layers page) ---------------------------
+    def layers_path(self, epoch: int) -> Path:
+        return self.root / LAYERS / f"epoch_{epoch:03d}.npz"
+
+    def layer_epochs(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in (self.root / LAYERS).glob("epoch_*.npz"))
+
+    def write_layers(self, epoch: int, index: np.ndarray, outputs: list[tuple[str, np.ndarray]],
+                     meta: dict[str, Any]) -> None:
+        """Store ``outputs`` [(layer name, (K, ch, h, w))] of validation images ``index`` (K,)."""
+        arrays = {f"L{i}": a.astype(np.float16) for i, (_, a) in enumerate(outputs)}
+        layers = [{"key": f"L{i}", "name": name, "shape": list(a.shape[1:])} for i, (name, a) in enumerate(outputs)]
+        _save(self.layers_path(epoch), {"epoch": epoch, "layers": layers, **meta},
+              {"index": np.asarray(index, np.int64), **arrays})
+
+    def read_layers(self, epoch: int) -> tuple[dict[str, Any], np.ndarray, list[tuple[str, np.ndarray]]]:
+        """(meta, index, [(layer name, (K, ch, h, w) float16)]) of one epoch."""
+        path = self.layers_path(epoch)
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                return meta, z["index"], [(layer["name"], z[layer["key"]]) for layer in meta["layers"]]
+        except FileNotFoundError:
+            raise StoreError(f"layer outputs missing: {path} (run `edvis render`)") from None
+        except _DAMAGED as e:
+            raise StoreError(f"cannot read layer outputs {path}: {e}; delete it and run `edvis render`") from None
+
+    def layers_meta(self, epoch: int) -> dict[str, Any] | None:
+        """The layer file's metadata, or None when it is absent."""
+        return _read_meta(self.layers_path(epoch), "layer outputs")
+
+    def epochs(self, perturbation: str = "clean") -> list[int]:
+        return sorted(u.epoch for u in self.units() if u.perturbation == perturbation)
+
+    def perturbations(self) -> list[str]:
+        return sorted({u.perturbation for u in self.units()})
+
+    def write(self, unit: Unit, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        missing = set(ARRAYS) - set(arrays)
+        if missing:
+            raise UsageError(f"unit {unit.key} lacks arrays {sorted(missing)}")
+        _save(self.path(unit), {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}, arrays)
+
+    def meta(self, unit: Unit) -> dict[str, Any] | None:
+        """The unit's metadata, or None when the unit is absent."""
+        return _read_meta(self.path(unit))
+
+    def read(self, unit: Unit, keys: tuple[str, ...] = ARRAYS,
+             optional: tuple[str, ...] = OPTIONAL) -> dict[str, np.ndarray]:
+        """The unit's arrays named in ``keys`` (each must be there) and in ``optional`` (when
+        there). An .npz member is read only when asked for."""
+        path = self.path(unit)
+        try:
+            with np.load(path) as z:
+                missing = [k for k in keys if k not in z.files]
+                if missing:
+                    raise StoreError(f"render unit {path} lacks arrays {missing}")
+                return {k: z[k] for k in keys + optional if k in z.files}
+        except FileNotFoundError:
+            raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
+        except _DAMAGED as e:
+            raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, stable for large logits."""
+    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def summarise(
+    logits: np.ndarray, maps: np.ndarray, labels: np.ndarray, top5_maps: bool = False
+) -> dict[str, np.ndarray]:
+    """One unit's arrays from raw outputs: logits (N, C), maps (N, C, S, S), labels (N,).
+
+    With ``top5_maps`` the unit also keeps the maps of the five most probable classes.
+    """
+    probs = softmax(logits)
+    k = min(5, probs.shape[1])
+    # Stable sort on -probs: ties keep the lower class index first.
+    top5 = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(labels))
+    out = {
+        "probs": probs.astype(np.float16),
+        "top5": top5.astype(np.int16),
+        "top5_prob": np.take_along_axis(probs, top5, axis=1).astype(np.float32),
+        "map_true": maps[rows, labels].astype(np.float16),
+        "map_pred": maps[rows, top5[:, 0]].astype(np.float16),
+    }
+    if top5_maps:
+        out["map_top5"] = maps[rows[:, None], top5].astype(np.float16)  # (N, 5, S, S)
+    return out
+
+
+def _save(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """One .npz of ``arrays`` plus ``meta`` as a JSON string, written atomically."""
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+
+
+def _read_meta(path: Path, what: str = "render unit") -> dict[str, Any] | None:
+    """The ``meta`` of a file ``_save`` wrote, or None when the file is absent."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            return json.loads(str(z["meta"]))
+    except _DAMAGED as e:  # a foreign or damaged file: say which
+        raise StoreError(f"cannot read {what} {path}: {e}; delete it and run `edvis render`") from None

@@ -1,0 +1,142 @@
+"""What the site's pages pick and count: seeded choices of images and small summaries.
+
+Pure numpy, arrays in, plain lists out; no file access and no torch. Every random choice takes
+its own generator, made by :func:`rng` from the site's seed and a stream name, so adding a page
+never changes which images another page shows.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from edvis.errors import UsageError
+
+
+def rng(seed: int, stream: str, *extra: int) -> np.random.Generator:
+    """The generator of one named stream of choices: ``default_rng([seed, crc32(stream), *extra])``."""
+    if seed < 0:
+        raise UsageError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng([seed, zlib.crc32(stream.encode("utf-8")), *extra])
+
+
+def choose(candidates: np.ndarray | list[int], k: int, gen: np.random.Generator) -> list[int]:
+    """``min(k, len(candidates))`` of ``candidates`` drawn without replacement, in ascending order."""
+    cand = np.asarray(candidates, dtype=np.int64)
+    k = min(k, len(cand))
+    if k <= 0:
+        return []
+    return sorted(int(i) for i in gen.choice(cand, size=k, replace=False))
+
+
+def even_epochs(epochs: list[int], k: int) -> list[int]:
+    """At most ``k`` of ``epochs`` spread evenly, always with the first and the last.
+
+    >>> even_epochs([1, 2, 3, 4, 5, 6, 7, 8, 9], 4)
+    [1, 4, 6, 9]
+    """
+    if k <= 0:
+        return []
+    if k == 1:
+        return list(epochs[-1:])
+    if len(epochs) <= k:
+        return list(epochs)
+    at = np.rint(np.linspace(0, len(epochs) - 1, k)).astype(int)
+    return [epochs[i] for i in at]
+
+
+def confident_mistakes(labels: np.ndarray, pred: np.ndarray, prob: np.ndarray, k: int) -> list[int]:
+    """Indices of the ``k`` wrong predictions with the highest top-1 probability.
+
+    Ties are broken by the lower index. ``labels``, ``pred`` and ``prob`` have shape (N,).
+    """
+    wrong = np.flatnonzero(pred != labels)
+    order = np.lexsort((wrong, -prob[wrong]))  # last key first: probability down, then index up
+    return [int(i) for i in wrong[order][:k]]
+
+
+def confused_with(labels: np.ndarray, pred: np.ndarray, c: int) -> list[tuple[int, list[int]]]:
+    """The classes that images of class ``c`` are predicted as (other than ``c``), with those images.
+
+    Most frequent first, ties by class index: ``[(class, [image indices]), ...]``.
+    """
+    mine = np.flatnonzero((labels == c) & (pred != c))
+    out: dict[int, list[int]] = {}
+    for i in mine:
+        out.setdefault(int(pred[i]), []).append(int(i))
+    return sorted(out.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+
+
+def mistaken_for(labels: np.ndarray, pred: np.ndarray, c: int) -> list[tuple[int, int]]:
+    """The classes whose images are predicted as ``c``, with their counts; most first, ties by index."""
+    theirs = labels[(pred == c) & (labels != c)]
+    counts = np.bincount(theirs, minlength=0) if len(theirs) else np.zeros(0, dtype=np.int64)
+    found = [(int(k), int(n)) for k, n in enumerate(counts) if n]
+    return sorted(found, key=lambda kn: (-kn[1], kn[0]))
+
+
+def histogram(prob: np.ndarray, right: np.ndarray, bins: int) -> tuple[list[int], list[int]]:
+    """Counts of right and of wrong predictions per confidence bin ``[b/bins, (b+1)/bins)``.
+
+    A probability of exactly 1 falls in the last bin. Returns ``(right_counts, wrong_counts)``.
+    """
+    if bins < 1:
+        raise UsageError(f"bins must be >= 1, got {bins}")
+    b = np.clip(np.floor(np.asarray(prob, dtype=np.float64) * bins).astype(np.int64), 0, bins - 1)
+    right = np.asarray(right, dtype=bool)
+    return (np.bincount(b[right], minlength=bins).tolist(), np.bincount(b[~right], minlength=bins).tolist())
+
+
+def same_class_pairs(labels: np.ndarray, pred: np.ndarray, k: int, gen: np.random.Generator) -> list[tuple[int, int]]:
+    """``k`` pairs of right predictions of one class, from ``k`` different classes, drawn from ``gen``.
+
+    Only classes with at least two right predictions take part. Pairs come in class order, each
+    pair in index order.
+    """
+    right = pred == labels
+    counts = np.bincount(labels[right], minlength=int(labels.max(initial=-1)) + 1)
+    classes = choose(np.flatnonzero(counts >= 2), k, gen)
+    return [tuple(choose(np.flatnonzero(right & (labels == c)), 2, gen)) for c in classes]  # type: ignore[misc]
+
+
+def mean_map(maps: np.ndarray) -> np.ndarray:
+    """The mean of (M, S, S) uint8 maps (each already scaled to its own maximum), rescaled so
+    its maximum is 255; all zero when ``M`` is 0 or every map is zero."""
+    if len(maps) == 0:
+        return np.zeros(maps.shape[1:], dtype=np.uint8)
+    m = maps.astype(np.float64).mean(axis=0)
+    peak = m.max()
+    if peak <= 0:
+        return np.zeros(m.shape, dtype=np.uint8)
+    return np.rint(m / peak * 255.0).astype(np.uint8)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two arrays' values; None when either is constant."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    x, y = x - x.mean(), y - y.mean()
+    den = np.sqrt((x * x).sum() * (y * y).sum())
+    if den == 0:
+        return None
+    return float((x * y).sum() / den)
+
+
+def top_channels(act: np.ndarray, k: int) -> list[int]:
+    """The ``k`` channels of ``act`` (C, h, w) with the largest mean activation, largest first;
+    ties by the lower channel index."""
+    means = np.asarray(act, dtype=np.float64).reshape(len(act), -1).mean(axis=1)
+    order = np.lexsort((np.arange(len(means)), -means))
+    return [int(i) for i in order[:k]]
+
+
+def scale_minmax(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to 0..255 uint8 by its own minimum and maximum; a constant array gives zeros."""
+    v = np.nan_to_num(np.asarray(x, dtype=np.float64))
+    if v.size == 0:
+        return np.zeros(v.shape, dtype=np.uint8)
+    lo, hi = v.min(), v.max()
+    if hi <= lo:
+        return np.zeros(v.shape, dtype=np.uint8)
+    return np.rint((v - lo) / (hi - lo) * 255.0).astype(np.uint8)

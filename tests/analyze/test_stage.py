@@ -1,0 +1,251 @@
+"""`edvis analyze` on small hand-made stores: every figure below is worked out by hand."""
+
+import csv
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edvis.analyze import AnalysisError, analyze_run
+from edvis.data import order_settings, setting_kind
+from edvis.run import RenderStore, Unit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from fullstore import make_full_store
+
+LABELS = [0, 0, 1, 1, 2, 2]
+# Boxes on a 4×4 image: even images top-left (0, 0, 1, 1), odd ones bottom-right; image 5 has none.
+BOXES = [[0, 0, 1, 1], [2, 2, 3, 3], [0, 0, 1, 1], [2, 2, 3, 3], [0, 0, 1, 1], None]
+TL = [[1.0, 0.0], [0.0, 0.0]]  # upsampled to 4×4: outer([1, .75, .25, 0]) → peak (0, 0)
+BR = [[0.0, 0.0], [0.0, 1.0]]  # outer([0, .25, .75, 1]) → peak (3, 3)
+MAPS = np.array([TL, BR] * 3)  # (6, 2, 2): each image's hot cell sits in its own box
+
+
+def manifest(labels=LABELS, fingerprint="hand", map_size=2):
+    return {
+        "dataset": {"fingerprint": fingerprint, "wnids": ["n0", "n1", "n2"], "names": ["cat", "dog", "eel, moray"]},
+        "val": {"files": [f"val/images/{i}.png" for i in range(len(labels))], "labels": labels, "boxes": BOXES},
+        "image_size": 4,
+        "map_size": map_size,
+    }
+
+
+def write_unit(store, setting, epoch, preds, maps=MAPS, labels=LABELS):
+    """Predicted class gets 0.6; the true class 0.3 when it is not the prediction; the rest 0.1."""
+    n = len(preds)
+    probs = np.full((n, 3), 0.1, dtype=np.float32)
+    for i, (p, t) in enumerate(zip(preds, labels)):
+        probs[i, p] = 0.6
+        probs[i, t if t != p else (p + 1) % 3] = 0.3
+    top = np.argsort(-probs, axis=1, kind="stable")
+    store.write(Unit(setting, epoch), {
+        "probs": probs.astype(np.float16), "top5": top.astype(np.int16),
+        "top5_prob": np.take_along_axis(probs, top, axis=1),
+        "map_true": maps.astype(np.float16), "map_pred": maps.astype(np.float16),
+    }, {})
+
+
+@pytest.fixture
+def run(tmp_path):
+    store = RenderStore(tmp_path / "run" / "render")
+    store.init(manifest())
+    e1_maps = MAPS.copy()
+    e1_maps[4:] *= -1  # class 2's maps point the other way at epoch 1
+    write_unit(store, "clean", 1, [0, 1, 1, 1, 0, 2], e1_maps)  # 4/6 right
+    write_unit(store, "clean", 2, [0, 0, 1, 1, 2, 0])  # 5/6 right; image 5 (class 2) taken for class 0
+    write_unit(store, "gray", 1, [0, 1, 1, 1, 0, 2], e1_maps)
+    gray_maps = MAPS.copy()
+    gray_maps[3] *= -1  # image 3's map flips under gray: correlation −1 with clean
+    write_unit(store, "gray", 2, [2, 0, 1, 1, 2, 0], gray_maps)  # image 0 flips from 0 to 2
+    write_unit(store, "gaussian_noise-1", 2, [0, 0, 1, 0, 2, 0])  # error 2/6
+    write_unit(store, "gaussian_noise-2", 2, [1, 0, 0, 0, 2, 0])  # error 4/6
+    return tmp_path / "run"
+
+
+def strict_json(path):
+    def no_constant(name):
+        raise AssertionError(f"{path} holds {name}")
+
+    return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=no_constant)
+
+
+def test_setting_names():
+    assert setting_kind("gaussian_noise-3") == ("gaussian_noise", 3)
+    assert setting_kind("blur5") == ("blur", None)
+    assert setting_kind("mystery") == ("mystery", None)
+    assert order_settings(["zz", "gaussian_noise-1", "gray", "clean", "bgr"]) == [
+        "clean", "gray", "bgr", "gaussian_noise-1", "zz"]
+
+
+def test_table_and_shift_from_clean(run):
+    doc = strict_json(analyze_run(run))
+    assert doc["schema"] == 1 and doc["final_epoch"] == 2 and doc["epochs"] == [1, 2]
+    assert doc["settings"] == ["clean", "gray", "gaussian_noise-1", "gaussian_noise-2"]
+    table = {r["setting"]: r for r in doc["table"]}
+    clean, gray = table["clean"], table["gray"]
+    assert clean["top1"] == pytest.approx(5 / 6, abs=1e-4)
+    assert clean["top5"] == 1.0  # three classes: the top-5 holds them all
+    # every top-1 probability is 0.6, all in one bin: ECE = |5/6 − 0.6|
+    assert clean["ece"] == pytest.approx(5 / 6 - 0.6, abs=1e-4)
+    assert clean["auroc"] == 0.5  # equal scores: every (right, wrong) pair is a tie
+    assert clean["spearman_right"] is None  # constant confidence: no rank correlation
+    assert clean["sharpness"] == 4.0  # one hot cell of four: 1 / (1/4)
+    # gray: image 0 flips 0 → 2 (wrong now): drop 1/6, flip 1/6; its true-class probability goes
+    # 0.6 → 0.3 (float16: 0.60009765625 → 0.2998046875), so the mean change is −0.3003 / 6
+    assert gray["top1"] == pytest.approx(4 / 6, abs=1e-4)
+    assert gray["top1_drop"] == pytest.approx(1 / 6, abs=1e-4)
+    assert gray["flip_rate"] == pytest.approx(1 / 6, abs=1e-4)
+    assert gray["p_true_change"] == pytest.approx(-0.30029296875 / 6, abs=1e-4)
+    # five maps unchanged (r = 1), one negated (r = −1): (5 − 1) / 6
+    assert gray["map_corr"] == pytest.approx(4 / 6, abs=1e-4)
+    assert "top1_drop" not in clean
+    assert doc["definitions"]["ece_bins"] == 15 and doc["definitions"]["pattern_threshold"] == 0.8
+
+
+def test_per_class_learning_dynamics(run):
+    doc = strict_json(analyze_run(run))
+    classes = doc["classes"]
+    assert [c["name"] for c in classes] == ["cat", "dog", "eel, moray"]
+    # clean top-1 per class: epoch 1 → 0.5, 1, 0.5; epoch 2 → 1, 1, 0.5
+    assert [c["top1_by_epoch"] for c in classes] == [[0.5, 1.0], [1.0, 1.0], [0.5, 0.5]]
+    assert [c["epoch_50"] for c in classes] == [1, 1, 1]
+    assert [c["epoch_90"] for c in classes] == [2, 1, 1]  # class 0 needs 0.9 · 1 → epoch 2
+    # similarity to epoch 2: classes 0 and 1 unchanged (1, 1); class 2 negated at epoch 1 (−1, 1)
+    assert [c["similarity_by_epoch"] for c in classes] == [[1.0, 1.0], [1.0, 1.0], [-1.0, 1.0]]
+    assert [c["pattern_formed"] for c in classes] == [1, 1, 2]
+    # order by epoch_90 (2, 1, 1), ties by mean accuracy (0.75, 1, 0.5): dog, eel, cat
+    assert [c["name"] for c in doc["learning_order"]] == ["dog", "eel, moray", "cat"]
+    assert [c["learned_rank"] for c in classes] == [3, 1, 2]
+    gray = {s["setting"]: s for s in classes[0]["settings"]}["gray"]
+    # class 0 under gray at epoch 2: image 0 flips of images 0, 1
+    assert gray["flip_rate"] == 0.5 and gray["top1_drop"] == 0.5 and gray["map_corr"] == 1.0
+    dog_gray = {s["setting"]: s for s in classes[1]["settings"]}["gray"]
+    assert dog_gray["map_corr"] == 0.0  # images 2 (r = 1) and 3 (r = −1)
+
+
+def test_confusion_corruption_localisation(run):
+    doc = strict_json(analyze_run(run))
+    pairs = {p["setting"]: p["pairs"] for p in doc["confused_pairs"]}
+    # clean, epoch 2: only image 5 (eel) is wrong, taken for a cat
+    assert pairs["clean"] == [{"rank": 1, "a": 0, "a_wnid": "n0", "a_name": "cat", "b": 2, "b_wnid": "n2",
+                               "b_name": "eel, moray", "a_as_b": 0, "b_as_a": 1, "total": 1,
+                               "images_a_as_b": [], "images_b_as_a": [5]}]
+    # noise errors 2/6 and 4/6, mean 1/2, over the clean error 1/6: 3
+    (kind,) = doc["corruption"]["kinds"]
+    assert kind["kind"] == "gaussian_noise" and kind["severities"] == [1, 2]
+    assert kind["errors"] == [0.3333, 0.6667] and kind["clean_error"] == 0.1667
+    assert kind["relative_ce"] == pytest.approx(3.0, abs=1e-4)
+    assert doc["corruption"]["mean_relative_ce"] == kind["relative_ce"]
+    loc = doc["localisation"]["epochs"]
+    assert doc["localisation"]["has_boxes"] and [r["images"] for r in loc] == [5, 5]
+    # epoch 2: every peak in its box; energy inside (1 + .75)² / 2² = 0.765625 for each image
+    assert loc[1]["pointing"] == 1.0 and loc[1]["energy_in_box"] == 0.7656
+    # epoch 1: image 4's map is negative: its upsampled maximum (0) first occurs at x 3, y 0,
+    # outside its top-left box; it has no positive energy, so the energy mean is over 4 images
+    assert loc[0]["pointing"] == 0.8 and loc[0]["energy_in_box"] == 0.7656
+    # the centre pixel (2, 2) lies in the bottom-right boxes only: images 1 and 3 of 5
+    assert loc[0]["centre_pointing"] == 0.4
+    # a 4-pixel box is a quarter of the image; the centred Gaussian is symmetric, so also a quarter
+    assert loc[0]["energy_uniform"] == 0.25 and loc[0]["energy_centre"] == 0.25
+    assert doc["compare"] is None and len(doc["models"]) == 1
+
+
+def test_csv_tables(run):
+    analyze_run(run)
+    out = run / "analysis"
+    with open(out / "epochs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["setting"], r["epoch"]) for r in rows] == [
+        ("clean", "1"), ("clean", "2"), ("gray", "1"), ("gray", "2"), ("gaussian_noise-1", "2"),
+        ("gaussian_noise-2", "2")]
+    assert rows[3]["flip_rate"] == "0.1667" and rows[0]["top1_drop"] == ""  # clean has no shift
+    with open(out / "classes.csv", newline="") as f:
+        classes = list(csv.DictReader(f))
+    assert classes[2]["name"] == "eel, moray" and classes[2]["pattern_formed"] == "2"
+    with open(out / "confusion.csv", newline="") as f:
+        cells = [(r["setting"], r["true"], r["predicted"], r["count"]) for r in csv.DictReader(f)]
+    # clean at epoch 2: 2 cats right, 2 dogs right, 1 eel right, 1 eel as cat
+    assert [c[1:] for c in cells if c[0] == "clean"] == [("0", "0", "2"), ("1", "1", "2"), ("2", "0", "1"),
+                                                          ("2", "2", "1")]
+    with open(out / "reliability.csv", newline="") as f:
+        bins = [r for r in csv.DictReader(f) if r["setting"] == "clean" and r["epoch"] == "2" and r["count"] != "0"]
+    # float32 0.6 · 15 = 9.0000004 → bin 9
+    assert [(b["bin"], b["count"], b["accuracy"]) for b in bins] == [("9", "6", "0.8333")]
+    assert (out / "class_epochs.csv").read_text().count("\n") == 1 + 3 * 6  # 6 (setting, epoch) units × 3 classes
+
+
+def test_rerun_skips_until_an_input_changes(run, said):
+    logs = said
+    path = analyze_run(run)
+    mtime = path.stat().st_mtime_ns
+    analyze_run(run)
+    assert logs[-1] == f"analyze: {path} up to date" and path.stat().st_mtime_ns == mtime
+    write_unit(RenderStore(run / "render"), "gray", 2, [0, 0, 1, 1, 2, 0])  # gray now changes nothing
+    doc = strict_json(analyze_run(run))
+    assert {r["setting"]: r for r in doc["table"]}["gray"]["flip_rate"] == 0.0
+    analyze_run(run, force=True)
+    assert logs[-1].startswith("analyze: wrote")
+
+
+def test_compare_run_side_by_side(run, tmp_path):
+    other = RenderStore(tmp_path / "cam" / "render")
+    other.init(manifest(map_size=4))
+    hot = np.zeros((6, 4, 4))
+    hot[0::2, 0, 0] = 1  # size 4 = S: no resizing; each peak in its box, all energy inside
+    hot[1::2, 3, 3] = 1
+    write_unit(other, "clean", 1, LABELS, hot)
+    doc = strict_json(analyze_run(run, compare=tmp_path / "cam"))
+    own, cam = doc["models"]
+    assert own["top1"] == 0.8333 and own["pointing"] == 1.0 and own["epoch"] == 2
+    assert cam["model"] == "cam" and cam["epoch"] == 1  # no config.json: the folder's name
+    assert cam["top1"] == 1.0 and cam["pointing"] == 1.0 and cam["energy_in_box"] == 1.0
+    with open(run / "analysis" / "localisation.csv", newline="") as f:
+        assert [r["model"] for r in csv.DictReader(f)] == ["run", "run", "cam"]
+
+
+def test_compare_on_another_validation_set_is_refused(run, tmp_path):
+    other = RenderStore(tmp_path / "cam" / "render")
+    other.init(manifest(labels=[0, 1, 1, 1, 2, 2], fingerprint="other"))
+    with pytest.raises(AnalysisError, match="--compare .*cam.*another validation set"):
+        analyze_run(run, compare=tmp_path / "cam")
+
+
+def test_cli_errors_name_the_culprit(tmp_path):
+    missing = tmp_path / "nowhere"
+    r = subprocess.run([sys.executable, "-m", "edvis", "analyze", "--run", str(missing)],
+                       check=False, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert [line for line in r.stderr.splitlines() if line.startswith("edvis: error:")] == [
+        f"edvis: error: no render store at {missing / 'render'} (run `edvis render` first)"]
+    store = RenderStore(tmp_path / "run" / "render")
+    store.init(manifest())
+    write_unit(store, "clean", 1, LABELS[:5], MAPS[:5], LABELS[:5])  # 5 images, the manifest says 6
+    r = subprocess.run([sys.executable, "-m", "edvis", "analyze", "--run", str(tmp_path / "run")],
+                       check=False, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert f"edvis: error: {store.path(Unit('clean', 1))}: probs has shape (5, 3), the manifest implies (6, 3)" \
+        in r.stderr
+
+
+def test_memory_does_not_grow_with_the_store(tmp_path):
+    # The same images over 4 and over 16 epochs: 4× the units, about the same peak memory.
+    peaks, sizes = [], []
+    for epochs in (4, 16):
+        root = tmp_path / f"e{epochs}"
+        make_full_store(root, classes=20, images=2000, epochs=epochs, settings=2, seed=0)
+        sizes.append(sum(p.stat().st_size for p in (root / "render").glob("*/*.npz")))
+        tracemalloc.start()
+        analyze_run(root)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert sizes[1] - sizes[0] > 15e6  # 24 more units of about 0.7 MB
+    assert peaks[1] - peaks[0] < 0.1 * (sizes[1] - sizes[0]), (peaks, sizes)
+
+
+def test_analysis_imports_no_torch():
+    code = "import sys, edvis.analyze.metrics, edvis.analyze; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,380 @@
+"""Tests for edvis.data.perturb: expected values are worked out by hand, not read back from the code."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edvis.data import PERTURBATIONS, apply, paper_set, perturb
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def flat(value: int, height: int = 20, width: int = 20) -> np.ndarray:
+    return np.full((height, width, 3), value, dtype=np.uint8)
+
+
+def random_image(seed: int = 0, height: int = 16, width: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_paper_set_and_registry_names():
+    assert paper_set() == ["gray", "blur3", "blur5", "bgr", "brg", "sp0.0005", "sp0.005"]
+    expected = {"clean", *paper_set()}
+    for kind in ["gaussian_noise", "gaussian_blur", "contrast", "brightness", "jpeg", "occlusion"]:
+        expected |= {f"{kind}-{s}" for s in range(1, 6)}
+    assert set(PERTURBATIONS) == expected
+    for name, p in PERTURBATIONS.items():
+        assert p.name == name
+
+
+def test_paper_parameters():
+    assert PERTURBATIONS["blur3"].params == {"ksize": 3}
+    assert PERTURBATIONS["blur5"].params == {"ksize": 5}
+    assert PERTURBATIONS["bgr"].params == {"order": "BGR"}
+    assert PERTURBATIONS["brg"].params == {"order": "BRG"}
+    assert PERTURBATIONS["sp0.0005"].params == {"amount": 0.0005}
+    assert PERTURBATIONS["sp0.005"].params == {"amount": 0.005}
+
+
+def test_every_setting_is_documented():
+    doc = (REPO / "docs/perturbations.md").read_text(encoding="utf-8")
+    for name in paper_set():
+        assert f"`{name}`" in doc
+    for kind, (param, values) in perturb.SEVERITIES.items():
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{kind}`"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == f"`{param}`"
+        assert [float(c) for c in cells[2:7]] == [float(v) for v in values]
+
+
+@pytest.mark.parametrize("name", sorted(PERTURBATIONS))
+def test_every_setting_keeps_dtype_and_shape_and_input(name):
+    image = random_image(height=12, width=17)
+    before = image.copy()
+    out = PERTURBATIONS[name](image, 7)
+    assert out.dtype == np.uint8 and out.shape == (12, 17, 3)
+    assert np.array_equal(image, before)
+
+
+def test_clean_is_identity():
+    image = random_image()
+    assert np.array_equal(PERTURBATIONS["clean"](image, 0), image)
+
+
+# ------------------------------------------------------------------ gray
+
+
+def test_gray_luma_by_hand():
+    image = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [100, 150, 200]]], dtype=np.uint8)
+    out = PERTURBATIONS["gray"](image, 0)
+    # 0.299*255 = 76.245; 0.587*255 = 149.685; 0.114*255 = 29.07;
+    # 0.299*100 + 0.587*150 + 0.114*200 = 29.9 + 88.05 + 22.8 = 140.75
+    assert out[0, :, 0].tolist() == [76, 150, 29, 141]
+    assert np.array_equal(out[..., 0], out[..., 1])
+    assert np.array_equal(out[..., 0], out[..., 2])
+
+
+# ------------------------------------------------------------------ blur
+
+
+def hand_kernel(ksize: int) -> np.ndarray:
+    sigma = {3: 0.8, 5: 1.1}[ksize]  # 0.3*((k-1)*0.5 - 1) + 0.8
+    half = ksize // 2
+    w = [math.exp(-(x * x) / (2 * sigma * sigma)) for x in range(-half, half + 1)]
+    return np.array(w) / sum(w)
+
+
+def test_opencv_sigma_rule():
+    assert perturb.opencv_sigma(3) == pytest.approx(0.8)
+    assert perturb.opencv_sigma(5) == pytest.approx(1.1)
+    assert perturb.opencv_sigma(7) == pytest.approx(1.4)
+
+
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_blurred_impulse_is_the_kernel(ksize):
+    image = np.zeros((9, 9, 3), dtype=np.uint8)
+    image[4, 4] = 255
+    out = PERTURBATIONS[f"blur{ksize}"](image, 0).astype(int)
+    k1 = hand_kernel(ksize)
+    expected = np.zeros((9, 9))
+    h = ksize // 2
+    expected[4 - h:4 + h + 1, 4 - h:4 + h + 1] = 255 * np.outer(k1, k1)
+    for c in range(3):
+        assert np.abs(out[..., c] - expected).max() <= 0.5 + 1e-9
+    # centre by hand: k=3: w = exp(-1/1.28) = 0.45783, centre = 1/1.91566 = 0.52201,
+    # 255 * 0.52201^2 = 69.49; k=5: centre = 1/2.70600 = 0.36955, 255 * 0.36955^2 = 34.82
+    assert out[4, 4, 0] == {3: 69, 5: 35}[ksize]
+
+
+def test_blur_reflect101_border_keeps_flat_image():
+    image = flat(77, 5, 6)
+    assert np.array_equal(PERTURBATIONS["blur5"](image, 0), image)
+    assert np.array_equal(PERTURBATIONS["gaussian_blur-5"](image, 0), image)
+
+
+def test_blur_reflect101_at_corner():
+    # impulse at the corner (0, 0) of a 5x5 image; reflect-101 mirrors about the edge pixel, so the
+    # edge pixel itself is not doubled: the corner value is 255 * centre^2, same as in the middle.
+    image = np.zeros((5, 5, 3), dtype=np.uint8)
+    image[0, 0] = 255
+    out = PERTURBATIONS["blur3"](image, 0)
+    k1 = hand_kernel(3)
+    assert out[0, 0, 0] == round(255 * k1[1] ** 2)  # 69
+    # (0, 1): neighbour weights: row weight k1[1], column weight k1[0] -> 255*0.52201*0.23892 = 31.8;
+    # (1, 0) by symmetry; the reflected copy at (0, -1) doesn't reach column 1.
+    assert out[0, 1, 0] == round(255 * k1[1] * k1[0]) == 32
+
+
+# ------------------------------------------------------------------ channels
+
+
+def test_channel_orders():
+    image = np.zeros((2, 3, 3), dtype=np.uint8)
+    image[1, 2] = (10, 20, 30)
+    assert PERTURBATIONS["bgr"](image, 0)[1, 2].tolist() == [30, 20, 10]
+    assert PERTURBATIONS["brg"](image, 0)[1, 2].tolist() == [30, 10, 20]
+    assert perturb.channels(image, "GBR")[1, 2].tolist() == [20, 30, 10]
+    assert perturb.channels(image, "RGB")[1, 2].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize("order", ["RGGB", "RRB", "XYZ", "", 3])
+def test_channel_order_validated(order):
+    with pytest.raises(ValueError, match="order"):
+        perturb.channels(flat(1), order)
+
+
+# ------------------------------------------------------------------ salt and pepper
+
+
+@pytest.mark.parametrize(
+    "name, size, count",
+    [
+        ("sp0.005", 20, 6),  # 0.005 * 20*20*3 = 6.0
+        ("sp0.0005", 20, 1),  # 0.0005 * 1200 = 0.6 -> 1
+        ("sp0.005", 64, 61),  # 0.005 * 12288 = 61.44 -> 61
+        ("sp0.0005", 64, 6),  # 0.0005 * 12288 = 6.144 -> 6
+    ],
+)
+def test_salt_pepper_exact_count(name, size, count):
+    image = flat(128, size, size)
+    out = PERTURBATIONS[name](image, 3)
+    changed = out != 128
+    assert changed.sum() == count
+    assert (out == 0).sum() == count // 2
+    assert (out == 255).sum() == count - count // 2
+    assert set(np.unique(out).tolist()) <= {0, 128, 255}
+
+
+def test_salt_pepper_positions_distinct_and_per_channel():
+    # amount 0.5 on 10x10x3: M = 150 distinct (y, x, c) positions; with 300 values, every drawn
+    # position is distinct iff exactly 150 values changed. 75 become 0, 75 become 255.
+    out = perturb.salt_pepper(flat(128, 10, 10), 0.5, np.random.default_rng(0))
+    assert (out == 0).sum() == 75 and (out == 255).sum() == 75
+    # channels are drawn independently: some pixel has a mix of changed and unchanged channels
+    changed = (out != 128).sum(axis=2)
+    assert ((changed > 0) & (changed < 3)).any()
+
+
+def test_salt_pepper_full_amount_hits_every_value():
+    out = perturb.salt_pepper(flat(128, 2, 2), 1.0, np.random.default_rng(0))
+    assert (out == 0).sum() == 6 and (out == 255).sum() == 6
+
+
+# ------------------------------------------------------------------ determinism
+
+
+RANDOM = ["sp0.005", "gaussian_noise-3", "occlusion-2"]
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_same_key_same_output_different_key_different(name):
+    image = random_image(1, 32, 32)  # not flat grey, or an occlusion patch would be invisible
+    p = PERTURBATIONS[name]
+    assert np.array_equal(p(image, 5), p(image, 5))
+    assert not np.array_equal(p(image, 5), p(image, 6))
+
+
+def test_seed_depends_on_setting_name_not_only_key():
+    image = flat(128, 32, 32)
+    a = PERTURBATIONS["gaussian_noise-1"](image, 5).astype(int) - 128
+    b = PERTURBATIONS["gaussian_noise-2"](image, 5).astype(int) - 128
+    # σ 16 vs σ 8: if the streams were shared, b would be ~2a everywhere
+    assert not np.array_equal(np.sign(a), np.sign(b))
+
+
+def test_stable_hash_is_crc32():
+    assert perturb.stable_hash("") == 0
+    assert perturb.stable_hash("123456789") == 0xCBF43926  # the CRC-32 check value
+
+
+def test_seed_is_stable_across_processes():
+    code = (
+        "import numpy as np, edvis.data.perturb as p;"
+        "img = np.full((8, 8, 3), 128, np.uint8);"
+        "print(p.PERTURBATIONS['gaussian_noise-2'](img, 11).tobytes().hex())"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                       env={"PYTHONHASHSEED": seed}, check=True).stdout
+        for seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1]
+    image = np.full((8, 8, 3), 128, np.uint8)
+    assert runs[0].strip() == PERTURBATIONS["gaussian_noise-2"](image, 11).tobytes().hex()
+
+
+@pytest.mark.parametrize("name", ["sp0.005", "gaussian_noise-4", "occlusion-3", "jpeg-2", "gray"])
+def test_batch_equals_single_calls_in_any_order(name):
+    images = np.stack([random_image(seed, 12, 12) for seed in range(6)])
+    keys = np.array([100, 7, 3, 42, 0, 9])
+    single = np.stack([PERTURBATIONS[name](img, int(k)) for img, k in zip(images, keys)])
+    assert np.array_equal(apply(name, images, keys), single)
+    order = np.array([4, 2, 5, 0, 3, 1])
+    assert np.array_equal(apply(name, images[order], keys[order]), single[order])
+    parts = [apply(name, images[i:i + 2], keys[i:i + 2]) for i in range(0, 6, 2)]
+    assert np.array_equal(np.concatenate(parts), single)
+
+
+# ------------------------------------------------------------------ sweeps
+
+
+def test_brightness_clips():
+    image = np.array([[[0, 100, 250], [200, 239, 240]]], dtype=np.uint8)
+    assert perturb.brightness(image, 16).tolist() == [[[16, 116, 255], [216, 255, 255]]]
+    assert perturb.brightness(image, -101).tolist() == [[[0, 0, 149], [99, 138, 139]]]
+    assert PERTURBATIONS["brightness-5"](image, 0).tolist() == [[[96, 196, 255], [255, 255, 255]]]
+
+
+def test_contrast_blends_toward_mean_and_clips():
+    # values 0, 100, 200, 0, 100, 200 -> mean 100
+    image = np.array([[[0, 100, 200], [0, 100, 200]]], dtype=np.uint8)
+    assert perturb.contrast(image, 0.5).tolist() == [[[50, 100, 150]] * 2]
+    assert PERTURBATIONS["contrast-4"](image, 0).tolist() == [[[80, 100, 120]] * 2]  # factor 0.2
+    assert perturb.contrast(image, 0.0).tolist() == [[[100, 100, 100]] * 2]
+    # factor 2: 100 + 2*(-100) = -100 -> 0, 100 + 2*100 = 300 -> 255
+    assert perturb.contrast(image, 2.0).tolist() == [[[0, 100, 255]] * 2]
+
+
+def test_gaussian_noise_statistics_and_clipping():
+    out = PERTURBATIONS["gaussian_noise-5"](flat(128, 64, 64), 1).astype(float)  # sigma 48
+    assert abs(out.mean() - 128) < 2.5
+    assert 44 < out.std() < 52
+    dark = PERTURBATIONS["gaussian_noise-5"](flat(0, 16, 16), 1)
+    assert dark.min() == 0 and (dark == 0).sum() > 200  # about half of 768 clip at 0
+
+
+def test_jpeg_changes_image_but_keeps_type():
+    image = random_image(3, 16, 16)
+    for name in ["jpeg-1", "jpeg-5"]:
+        out = PERTURBATIONS[name](image, 0)
+        assert out.dtype == np.uint8 and out.shape == (16, 16, 3)
+        assert not np.array_equal(out, image)
+
+
+@pytest.mark.parametrize("severity, side", [(1, 2), (3, 6), (5, 10)])
+def test_occlusion_square(severity, side):
+    # 20x24 image: side = round(fraction * 20): 0.1 -> 2, 0.3 -> 6, 0.5 -> 10
+    out = PERTURBATIONS[f"occlusion-{severity}"](flat(0, 20, 24), 13)
+    grey = out == perturb.GREY
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 0], grey[..., 2])
+    ys, xs = np.nonzero(grey[..., 0])
+    assert grey[..., 0].sum() == side * side
+    assert ys.max() - ys.min() + 1 == side and xs.max() - xs.min() + 1 == side
+    assert ((out == 0) | grey).all()
+
+
+def test_occlusion_position_varies_with_key():
+    corners = set()
+    for key in range(20):
+        ys, xs = np.nonzero(PERTURBATIONS["occlusion-1"](flat(0, 20, 20), key)[..., 0])
+        corners.add((ys.min(), xs.min()))
+    assert len(corners) > 5
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4, 3), dtype=np.float32),
+        np.zeros((4, 4, 3), dtype=np.int64),
+        np.zeros((4, 4), dtype=np.uint8),
+        np.zeros((4, 4, 4), dtype=np.uint8),
+        np.zeros((1, 4, 4, 3), dtype=np.uint8),
+        np.zeros((0, 4, 3), dtype=np.uint8),
+        [[[0, 0, 0]]],
+    ],
+)
+@pytest.mark.parametrize("name", ["clean", "gray", "blur3", "sp0.005", "jpeg-1", "occlusion-1"])
+def test_bad_image_raises_naming_image(name, bad):
+    with pytest.raises(ValueError, match="image"):
+        PERTURBATIONS[name](bad, 0)
+
+
+@pytest.mark.parametrize("key", [-1, 1.5, "3", None, True])
+def test_bad_key_raises_naming_key(key):
+    with pytest.raises(ValueError, match="key"):
+        PERTURBATIONS["sp0.005"](flat(128, 4, 4), key)
+
+
+def test_bad_parameters_raise_naming_argument():
+    image = flat(128, 4, 4)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="amount"):
+        perturb.salt_pepper(image, 1.5, rng)
+    with pytest.raises(ValueError, match="rng"):
+        perturb.salt_pepper(image, 0.1, 3)
+    with pytest.raises(ValueError, match="sigma"):
+        perturb.gaussian_noise(image, -1, rng)
+    with pytest.raises(ValueError, match="sigma"):
+        perturb.gaussian_blur(image, 0)
+    with pytest.raises(ValueError, match="ksize"):
+        perturb.blur(image, 4)
+    with pytest.raises(ValueError, match="factor"):
+        perturb.contrast(image, -0.5)
+    with pytest.raises(ValueError, match="offset"):
+        perturb.brightness(image, float("nan"))
+    with pytest.raises(ValueError, match="quality"):
+        perturb.jpeg(image, 0)
+    with pytest.raises(ValueError, match="fraction"):
+        perturb.occlusion(image, 0.0, rng)
+    with pytest.raises(ValueError, match="kind"):
+        perturb.Perturbation("x", "nope", {})
+
+
+def test_apply_validates_arguments():
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="name"):
+        apply("nope", images, np.array([0, 1]))
+    with pytest.raises(ValueError, match="images"):
+        apply("gray", images.astype(np.float32), np.array([0, 1]))
+    with pytest.raises(ValueError, match="images"):
+        apply("gray", images[0], np.array([0, 1]))
+    with pytest.raises(ValueError, match="keys"):
+        apply("gray", images, np.array([0]))
+    with pytest.raises(ValueError, match="keys"):
+        apply("gray", images, np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="keys"):
+        apply("gray", images, np.array([0, -1]))
+
+
+# ------------------------------------------------------------------ no torch
+
+
+def test_import_does_not_import_torch():
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, edvis.data.perturb; sys.exit('torch' in sys.modules)"],
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0
