@@ -1,17 +1,18 @@
 """The run folder and everything that passes between stages: the contract. Imports no torch.
 
-``folder`` (paths, config.json, metrics.jsonl), ``atomic`` (writes), ``checkpoint`` (the
-checkpoint format; torch only when one is read or written) and ``store`` (the render store and
-its unit format). Every stage reads and writes through these names.
+``folder`` (paths, config.json, metrics.jsonl), ``atomic`` (writes), ``lock`` (one writer per
+target), ``checkpoint`` (the checkpoint format; torch only when one is read or written) and
+``store`` (the render store and its unit format). Every stage reads and writes through these names.
 """
 
 from edvis.run import atomic
 from edvis.run.checkpoint import CHECKPOINT_SCHEMA, load_checkpoint, save_checkpoint
 from edvis.run.folder import RUN_SCHEMA, Run, RunError, check_model_config, model_label
+from edvis.run.lock import LockedError, writer_lock
 from edvis.run.store import ARRAYS, LAYERS, OPTIONAL, UNIT_FORMAT, RenderStore, StoreError, Unit, softmax, summarise
 
 __all__ = [
-    "ARRAYS", "CHECKPOINT_SCHEMA", "LAYERS", "OPTIONAL", "RUN_SCHEMA", "UNIT_FORMAT", "RenderStore", "Run", "RunError",
-    "StoreError", "Unit", "atomic", "check_model_config", "load_checkpoint", "model_label", "save_checkpoint",
-    "softmax", "summarise",
+    "ARRAYS", "CHECKPOINT_SCHEMA", "LAYERS", "OPTIONAL", "RUN_SCHEMA", "UNIT_FORMAT", "LockedError", "RenderStore", "Run",
+    "RunError", "StoreError", "Unit", "atomic", "check_model_config", "load_checkpoint", "model_label", "save_checkpoint",
+    "softmax", "summarise", "writer_lock",
 ]
