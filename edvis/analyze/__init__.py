@@ -1,7 +1,9 @@
-"""The analysis: pure metrics (``metrics``: arrays in, arrays out) and the stage that writes
-``RUN/analysis/`` from the render store (``analyze_run``). Imports no torch."""
+"""The analysis: pure metrics (``metrics``: arrays in, arrays out), the shaping of its outputs
+(``outputs``: analysis.json's records and the CSV tables) and the stage that streams the render
+store and writes ``RUN/analysis/`` (``analyze_run``). Imports no torch."""
 
 from edvis.analyze import metrics
-from edvis.analyze.stage import SCHEMA_VERSION, AnalysisError, analyze_run
+from edvis.analyze.outputs import SCHEMA_VERSION
+from edvis.analyze.stage import AnalysisError, analyze_run
 
 __all__ = ["SCHEMA_VERSION", "AnalysisError", "analyze_run", "metrics"]

@@ -1,9 +1,10 @@
 """Numbers behind the pictures: pure numpy, arrays in, arrays out. Imports no torch.
 
-Accuracy and confusion, calibration (ECE, reliability bins, AUROC of the top-1 probability),
-map sharpness and its rank correlation with confidence, learning dynamics per class
-(epochs reaching a share of the final accuracy, map similarity to the final epoch, "pattern
-formed", learning order), the effect of a perturbation against the clean images, severity
+Accuracy and confusion, calibration (ECE, reliability bins, AUROC of the top-1 probability,
+the confidence histogram of right and wrong predictions), map sharpness and its rank
+correlation with confidence, learning dynamics per class (epochs reaching a share of the final
+accuracy, map similarity to the final epoch, "pattern formed", learning order), the effect of a
+perturbation against the clean images (flip counts among them), severity
 sweeps as a relative corruption error, and localisation (pointing game, map energy in the box,
 centre-prior baselines). ``docs/analysis.md`` states every definition.
 
@@ -18,6 +19,9 @@ import numpy as np
 
 ECE_BINS = 15
 """Reliability bins: equal-width on the top-1 probability, bin b = [b/15, (b+1)/15)."""
+
+HIST_BINS = 20
+"""Confidence-histogram bins: equal-width on the top-1 probability, bin b = [b/20, (b+1)/20)."""
 
 PATTERN_THRESHOLD = 0.8
 """A class's pattern is formed from the epoch its mean map similarity to the final epoch
@@ -221,6 +225,17 @@ def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> 
     return {"lower": edges[:-1], "upper": edges[1:], "count": count, "accuracy": acc, "confidence": mean}
 
 
+def confidence_histogram(conf: np.ndarray, correct: np.ndarray, bins: int = HIST_BINS,
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(bins,) int64 counts of the right and of the wrong predictions per equal-width bin of the
+    top-1 probability, bin b = [b/bins, (b+1)/bins) (found as floor(bins·p); p = 1 goes to the
+    last bin, as in :func:`reliability`)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    idx = np.clip(np.floor(conf * bins).astype(np.int64), 0, bins - 1)
+    right = np.asarray(correct, dtype=bool)
+    return np.bincount(idx[right], minlength=bins), np.bincount(idx[~right], minlength=bins)
+
+
 def ece(conf: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error: Σ_b (n_b / N) · |accuracy_b − confidence_b| over the
     :func:`reliability` bins; NaN for no images."""
@@ -331,6 +346,19 @@ def learning_order(epoch_90: np.ndarray, mean_acc: np.ndarray) -> np.ndarray:
 
 
 # -- perturbations ------------------------------------------------------------------------------
+
+
+def flip_counts(labels: np.ndarray, clean_pred: np.ndarray, pred: np.ndarray) -> dict[str, int]:
+    """How the top-1 predictions ``pred`` (N,) of a perturbed setting differ from the same
+    images' clean ones ``clean_pred``: ``right_to_wrong`` (right on the clean image, wrong
+    perturbed), ``wrong_to_right``, and ``wrong_to_wrong`` (wrong both times, the predicted
+    class changed)."""
+    clean_right, right = clean_pred == labels, pred == labels
+    return {
+        "right_to_wrong": int((clean_right & ~right).sum()),
+        "wrong_to_right": int((~clean_right & right).sum()),
+        "wrong_to_wrong": int((~clean_right & ~right & (pred != clean_pred)).sum()),
+    }
 
 
 def relative_ce(errors: np.ndarray, clean_error: float) -> float:

@@ -15,66 +15,43 @@ RUN/analysis/
 
 The store is read one unit at a time, epoch by epoch: in memory are at most the epoch's clean
 unit, one perturbed unit, the final epoch's true-class maps and per-class summaries. The
-numbers come from :mod:`edvis.analyze.metrics`; this module only streams, gathers and writes.
+numbers come from :mod:`edvis.analyze.metrics`; this module only streams, gathers (into
+:class:`~edvis.analyze.outputs.Gathered`) and writes what :mod:`edvis.analyze.outputs` shapes.
 ``analysis.json`` is written last and carries a digest of everything it was computed from
-(the stores' manifests, every unit's size and modification time, the parameters and this
-code), so a rerun with nothing changed returns at once.
+(the stores' manifests, every unit's size and modification time, the parameters and the
+package's code), so a rerun with nothing changed returns at once.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edvis.analyze import metrics as A
+from edvis.analyze.outputs import (
+    CLASS_METRICS,
+    CONFUSED_PAIRS,
+    CSV_COLUMNS,
+    PAIR_IMAGES,
+    SCHEMA_VERSION,
+    Classes,
+    Compared,
+    Gathered,
+    build_outputs,
+)
 from edvis.data import CLEAN, order_settings, setting_kind
 from edvis.errors import EdvisError, UsageError
 from edvis.run import RenderStore, Run, RunError, Unit, atomic, model_label
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-CONFUSED_PAIRS = 20  # pairs kept per setting
-PAIR_IMAGES = 100  # image ids kept per pair and direction
-DIGITS = 4  # decimals of every float written
-CE_REFERENCE = (
-    "relative corruption error: the mean top-1 error over the sweep's rendered severities "
-    "divided by the same model's top-1 error on the clean images at the same epoch "
-    "(not ImageNet-C's AlexNet-normalised mCE)"
-)
-
-CSV_COLUMNS: dict[str, tuple[str, ...]] = {
-    "epochs.csv": ("setting", "kind", "severity", "epoch", "images", "top1", "top5", "mean_confidence",
-                   "ece", "auroc", "sharpness", "spearman_right", "spearman_wrong", "n_right", "n_wrong",
-                   "top1_drop", "flip_rate", "p_true_change", "map_corr"),
-    "classes.csv": ("index", "wnid", "name", "images", "top1", "top5", "mean_top1", "epoch_50",
-                    "epoch_90", "pattern_formed", "learned_rank"),
-    "class_epochs.csv": ("setting", "epoch", "index", "wnid", "top1", "top5", "similarity", "top1_drop",
-                         "flip_rate", "p_true_change", "map_corr"),
-    "confusion.csv": ("setting", "epoch", "true", "true_wnid", "predicted", "predicted_wnid", "count"),
-    "confused_pairs.csv": ("setting", "epoch", "rank", "a", "a_wnid", "b", "b_wnid", "a_as_b", "b_as_a",
-                           "total", "images_a_as_b", "images_b_as_a"),
-    "reliability.csv": ("setting", "epoch", "bin", "lower", "upper", "count", "accuracy", "confidence"),
-    "corruption.csv": ("epoch", "kind", "severities", "mean_error", "clean_error", "relative_ce"),
-    "localisation.csv": ("model", "epoch", "images", "top1", "top5", "pointing", "centre_pointing",
-                         "energy_in_box", "energy_centre", "energy_uniform"),
-}
-# Per-class metrics kept per (setting, epoch); the shift metrics only for perturbed settings.
-CLASS_METRICS = ("top1", "top5", "similarity", "top1_drop", "flip_rate", "p_true_change", "map_corr")
-SHIFT_METRICS = ("top1_drop", "flip_rate", "p_true_change", "map_corr")
-LOC_METRICS = ("pointing", "centre_pointing", "energy_in_box", "energy_centre", "energy_uniform")
-
 
 class AnalysisError(EdvisError):
     """The analysis cannot be computed from what is on disk; names the file or argument at fault."""
@@ -121,25 +98,11 @@ def read_stats(store: RenderStore, unit: Unit, labels: np.ndarray, classes: int,
 # -- gathering --------------------------------------------------------------------------------
 
 
-@dataclass
-class Gathered:
-    """Everything computed from one store, before it is shaped for output."""
-
-    epochs: list[int]
-    settings: list[str]
-    counts: np.ndarray  # (C,) images per class
-    rows: list[dict[str, Any]] = field(default_factory=list)  # per (setting, epoch)
-    reliability: list[dict[str, Any]] = field(default_factory=list)  # per (setting, epoch, bin)
-    per_class: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # setting → metric → (E, C)
-    confusion: dict[str, np.ndarray] = field(default_factory=dict)  # setting → (C, C) at the final epoch
-    pairs: dict[str, list[dict]] = field(default_factory=dict)  # setting → confused pairs at the final epoch
-    localisation: list[dict[str, Any]] = field(default_factory=list)  # per epoch, clean
-
-
 def unit_row(st: ImageStats, labels: np.ndarray, classes: int, clean: ImageStats | None,
              ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One unit's summary row, its per-class (C,) metrics and its reliability bins; the shift
-    from the clean images too when ``clean`` (the same epoch's clean unit) is given."""
+    from the clean images and the flip counts too when ``clean`` (the same epoch's clean unit)
+    is given."""
     sharp = A.sharpness(st.map_pred)
     right, wrong = st.correct1, ~st.correct1
     row: dict[str, Any] = {
@@ -167,15 +130,56 @@ def unit_row(st: ImageStats, labels: np.ndarray, classes: int, clean: ImageStats
         for key, values in per_image.items():
             row[key] = A.nanmean(values)
             cls[key] = A.class_means(values, labels, classes)
+        row.update(A.flip_counts(labels, clean.pred, st.pred))
     return row, cls, A.reliability(st.conf, st.correct1)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What a store's manifest says about its units' images."""
+
+    labels: np.ndarray  # (N,) int64
+    classes: int
+    map_size: int
+    image_size: int
+    boxes: np.ndarray  # (M, 4) int64 of the images with a box
+    with_box: np.ndarray  # (N,) bool
+
+    @classmethod
+    def of(cls, store: RenderStore, classes: int) -> _Source:
+        manifest = store.manifest()
+        boxes, with_box = _boxes(manifest)
+        return cls(np.asarray(manifest["val"]["labels"], dtype=np.int64), classes, int(manifest["map_size"]),
+                   int(manifest["image_size"]), boxes, with_box)
+
+    def read(self, store: RenderStore, unit: Unit) -> ImageStats:
+        return read_stats(store, unit, self.labels, self.classes, self.map_size)
+
+    def localisation(self, st: ImageStats) -> dict[str, Any]:
+        return {"images": int(self.with_box.sum()),
+                **A.localisation(st.map_true[self.with_box], self.boxes, self.image_size)}
+
+
+def _add_unit(g: Gathered, src: _Source, setting: str, ei: int, st: ImageStats, clean: ImageStats | None) -> None:
+    """One unit's numbers into ``g`` (``clean``: the same epoch's clean unit, for a perturbed one)."""
+    epoch = g.epochs[ei]
+    row, cls, rel = unit_row(st, src.labels, src.classes, clean)
+    kind, severity = setting_kind(setting)
+    g.rows.append({"setting": setting, "kind": kind, "severity": severity, "epoch": epoch, **row})
+    for b in range(len(rel["count"])):
+        g.reliability.append({"setting": setting, "epoch": epoch, "bin": b,
+                              **{k: rel[k][b] for k in ("lower", "upper", "count", "accuracy", "confidence")}})
+    for key, values in cls.items():
+        g.per_class[setting][key][ei] = values
+    if epoch == g.epochs[-1]:
+        g.confusion[setting] = A.confusion_matrix(src.labels, st.pred, src.classes)
+        g.pairs[setting] = A.confused_pairs(src.labels, st.pred, src.classes, CONFUSED_PAIRS, PAIR_IMAGES)
+        g.histograms[setting] = A.confidence_histogram(st.conf, st.correct1)
 
 
 def gather(store: RenderStore, classes: int) -> Gathered:
     """Stream every unit of ``store`` whose epoch has a clean unit, epoch by epoch."""
-    manifest = store.manifest()
-    labels = np.asarray(manifest["val"]["labels"], dtype=np.int64)
-    map_size = int(manifest["map_size"])
-    image_size = int(manifest["image_size"])
+    src = _Source.of(store, classes)
     epochs = store.epochs(CLEAN)
     if not epochs:
         raise AnalysisError(f"no clean units in {store.root / CLEAN} (run `edvis render` first)")
@@ -186,42 +190,32 @@ def gather(store: RenderStore, classes: int) -> Gathered:
     settings = order_settings([u.perturbation for u in units])
     if orphans:
         log.info(f"analyze: skipping {len(orphans)} unit(s) whose epoch has no clean unit, e.g. {orphans[0]}")
-    boxes, with_box = _boxes(manifest)
-    g = Gathered(epochs=epochs, settings=settings, counts=np.bincount(labels, minlength=classes))
+    g = Gathered(epochs=epochs, settings=settings, counts=np.bincount(src.labels, minlength=classes))
     E = len(epochs)
     for s in settings:
         g.per_class[s] = {m: np.full((E, classes), np.nan) for m in CLASS_METRICS}
     final = epochs[-1]
-    last = read_stats(store, Unit(CLEAN, final), labels, classes, map_size)  # read once, used twice
+    last = src.read(store, Unit(CLEAN, final))  # read once, used twice
     reference = last.map_true  # (N, S, S)
 
-    todo = len(present)
     done = 0
     t_start = time.monotonic()
     for ei, epoch in enumerate(epochs):
         t = time.monotonic()
-        clean = last if epoch == final else read_stats(store, Unit(CLEAN, epoch), labels, classes, map_size)
+        clean = last if epoch == final else src.read(store, Unit(CLEAN, epoch))
         for setting in settings:
             if (setting, epoch) not in present:
                 continue
-            st = clean if setting == CLEAN else read_stats(store, Unit(setting, epoch), labels, classes, map_size)
-            row, cls, rel = unit_row(st, labels, classes, None if setting == CLEAN else clean)
-            kind, severity = setting_kind(setting)
-            g.rows.append({"setting": setting, "kind": kind, "severity": severity, "epoch": epoch, **row})
-            for b in range(len(rel["count"])):
-                g.reliability.append({"setting": setting, "epoch": epoch, "bin": b,
-                                      **{k: rel[k][b] for k in ("lower", "upper", "count", "accuracy", "confidence")}})
-            for key, values in cls.items():
-                g.per_class[setting][key][ei] = values
-            if epoch == final:
-                g.confusion[setting] = A.confusion_matrix(labels, st.pred, classes)
-                g.pairs[setting] = A.confused_pairs(labels, st.pred, classes, CONFUSED_PAIRS, PAIR_IMAGES)
+            if setting == CLEAN:
+                _add_unit(g, src, setting, ei, clean, None)
+            else:
+                _add_unit(g, src, setting, ei, src.read(store, Unit(setting, epoch)), clean)
             done += 1
-        g.per_class[CLEAN]["similarity"][ei] = A.class_means(A.pearson_rows(clean.map_true, reference), labels, classes)
-        if with_box.any():
-            g.localisation.append({"epoch": epoch, "images": int(with_box.sum()),
-                                   **A.localisation(clean.map_true[with_box], boxes, image_size)})
-        log.info(f"analyze: epoch {epoch} ({ei + 1}/{E}): {done}/{todo} units, {time.monotonic() - t:.1f}s "
+        g.per_class[CLEAN]["similarity"][ei] = A.class_means(A.pearson_rows(clean.map_true, reference),
+                                                             src.labels, classes)
+        if src.with_box.any():
+            g.localisation.append({"epoch": epoch, **src.localisation(clean)})
+        log.info(f"analyze: epoch {epoch} ({ei + 1}/{E}): {done}/{len(present)} units, {time.monotonic() - t:.1f}s "
             f"(total {time.monotonic() - t_start:.0f}s)")
     # Read epoch by epoch; listed setting by setting.
     g.rows.sort(key=lambda r: (settings.index(r["setting"]), r["epoch"]))
@@ -229,23 +223,41 @@ def gather(store: RenderStore, classes: int) -> Gathered:
     return g
 
 
-def gather_compare(store: RenderStore, classes: int) -> list[dict[str, Any]]:
-    """Accuracy and localisation per clean epoch of a compared run's store."""
-    manifest = store.manifest()
-    labels = np.asarray(manifest["val"]["labels"], dtype=np.int64)
-    boxes, with_box = _boxes(manifest)
+def gather_compare(store: RenderStore, classes: int, model: str) -> Compared:
+    """A compared run's store: accuracy and localisation per clean epoch, and the accuracy of
+    every setting it rendered at its final clean epoch (only those units' top-5 are read)."""
+    src = _Source.of(store, classes)
     epochs = store.epochs(CLEAN)
     if not epochs:
         raise AnalysisError(f"--compare: no clean units in {store.root / CLEAN} (run `edvis render` there first)")
-    out = []
+    out = Compared(model=model, epochs=[], settings=[])
     for epoch in epochs:
-        st = read_stats(store, Unit(CLEAN, epoch), labels, classes, int(manifest["map_size"]))
-        row = {"epoch": epoch, "images": len(labels), "top1": st.correct1.mean(), "top5": st.correct5.mean()}
-        if with_box.any():
-            row.update(A.localisation(st.map_true[with_box], boxes, int(manifest["image_size"])))
-        out.append(row)
-        log.info(f"analyze: compared run, epoch {epoch} ({len(out)}/{len(epochs)})")
+        st = src.read(store, Unit(CLEAN, epoch))
+        row = {"epoch": epoch, "images": len(src.labels), "top1": st.correct1.mean(), "top5": st.correct5.mean()}
+        if src.with_box.any():
+            row.update(A.localisation(st.map_true[src.with_box], src.boxes, src.image_size))
+        out.epochs.append(row)
+        log.info(f"analyze: compared run, epoch {epoch} ({len(out.epochs)}/{len(epochs)})")
+    final = epochs[-1]
+    for setting in order_settings(store.perturbations()):
+        if setting == CLEAN:
+            top1, top5 = out.epochs[-1]["top1"], out.epochs[-1]["top5"]
+        elif final in store.epochs(setting):
+            top1, top5 = _accuracy(store, Unit(setting, final), src.labels)
+        else:
+            continue
+        out.settings.append({"setting": setting, "epoch": final, "top1": top1, "top5": top5})
     return out
+
+
+def _accuracy(store: RenderStore, unit: Unit, labels: np.ndarray) -> tuple[float, float]:
+    """Top-1 and top-5 of one unit, from its ranked predictions alone."""
+    top = store.read(unit, ("top5",), ())["top5"].astype(np.int64)
+    if top.shape[0] != len(labels):
+        raise AnalysisError(f"{store.path(unit)}: top5 has {top.shape[0]} rows, the manifest {len(labels)} images")
+    if not len(labels):
+        return math.nan, math.nan
+    return float(A.topk_correct(top, labels, 1).mean()), float(A.topk_correct(top, labels, 5).mean())
 
 
 def _boxes(manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -256,74 +268,8 @@ def _boxes(manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return boxes, with_box
 
 
-def corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (epoch, sweep kind): the sweep's errors and its relative corruption error."""
-    clean = {r["epoch"]: 1 - r["top1"] for r in rows if r["setting"] == CLEAN}
-    sweeps: dict[tuple[int, str], dict[int, float]] = {}
-    for r in rows:
-        if r["severity"] is not None:
-            sweeps.setdefault((r["epoch"], r["kind"]), {})[r["severity"]] = 1 - r["top1"]
-    out = []
-    for (epoch, kind), by_sev in sorted(sweeps.items()):
-        sev = sorted(by_sev)
-        errors = np.array([by_sev[s] for s in sev])
-        out.append({"epoch": epoch, "kind": kind, "severities": sev, "errors": errors.tolist(),
-                    "mean_error": float(errors.mean()), "clean_error": clean[epoch],
-                    "relative_ce": A.relative_ce(errors, clean[epoch])})
-    return out
-
-
-# -- output -----------------------------------------------------------------------------------
-
-
-def _num(x: Any) -> Any:
-    """A JSON-safe number: NaN/inf → None, numpy scalars → Python, floats rounded."""
-    if x is None or isinstance(x, (bool, np.bool_)):
-        return None if x is None else bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    x = float(x)
-    return round(x, DIGITS) if math.isfinite(x) else None
-
-
-def _epoch(x: float) -> int | None:
-    return None if math.isnan(x) else int(x)
-
-
-def _clean_record(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if isinstance(v, (str, list, dict)) else _num(v)) for k, v in r.items()}
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, list):
-        return " ".join(str(i) for i in v)
-    if isinstance(v, str):
-        return v
-    v = _num(v)
-    if v is None:
-        return ""
-    return f"{v:.{DIGITS}f}" if isinstance(v, float) else str(v)
-
-
-def _csv(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
-    return buf.getvalue()
-
-
-@dataclass(frozen=True)
-class Classes:
-    wnids: list[str]
-    names: list[str]
-
-    def record(self, c: int, prefix: str = "") -> dict[str, Any]:
-        return {f"{prefix}index" if prefix else "index": c, f"{prefix}wnid": self.wnids[c], f"{prefix}name": self.names[c]}
-
-
 def _classes(manifest: dict[str, Any], store: RenderStore) -> Classes:
+    """The classes named in the manifest's dataset record, else ``class0``, ``class1``, …"""
     dataset = manifest.get("dataset", {})
     wnids = [str(w) for w in dataset.get("wnids", [])]
     names = [str(n) for n in dataset.get("names", [])]
@@ -336,6 +282,7 @@ def _classes(manifest: dict[str, Any], store: RenderStore) -> Classes:
 
 
 def _model_name(run: Run) -> str:
+    """``name (variant)`` from the run's config.json, else the folder's name."""
     try:
         model = run.read_config().get("model", {})
     except RunError:  # a folder that holds only a render store
@@ -343,153 +290,16 @@ def _model_name(run: Run) -> str:
     return model_label(model if isinstance(model, dict) else {}, run.root.resolve().name)
 
 
-def build_outputs(g: Gathered, cls: Classes, threshold: float, model: str,
-                  compare: tuple[str, list[dict[str, Any]]] | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """analysis.json (as a dict) and the CSV texts by file name, from the gathered numbers."""
-    epochs = np.array(g.epochs)
-    final = g.epochs[-1]
-    C = len(cls.wnids)
-    clean = g.per_class[CLEAN]
-    e50 = A.first_reaching(clean["top1"], epochs, 0.5)
-    e90 = A.first_reaching(clean["top1"], epochs, 0.9)
-    formed = A.pattern_formed(clean["similarity"], epochs, threshold)
-    mean_top1 = np.array([A.nanmean(clean["top1"][:, c]) for c in range(C)])
-    order = A.learning_order(e90, mean_top1)
-    rank = np.empty(C, dtype=np.int64)
-    rank[order] = np.arange(1, C + 1)
-
-    class_rows = []
-    for c in range(C):
-        class_rows.append({
-            **cls.record(c), "images": int(g.counts[c]), "top1": clean["top1"][-1, c], "top5": clean["top5"][-1, c],
-            "mean_top1": mean_top1[c], "epoch_50": _epoch(e50[c]), "epoch_90": _epoch(e90[c]),
-            "pattern_formed": _epoch(formed[c]), "learned_rank": int(rank[c]),
-        })
-    rendered = {(r["setting"], r["epoch"]) for r in g.rows}
-
-    def class_epoch_rows() -> Iterator[dict[str, Any]]:  # generated: 144,000 rows at full size
-        for s in g.settings:
-            pc = g.per_class[s]
-            for ei, epoch in enumerate(g.epochs):
-                if (s, epoch) in rendered:
-                    for c in range(C):
-                        yield {"setting": s, "epoch": epoch, "index": c, "wnid": cls.wnids[c],
-                               **{m: pc[m][ei, c] for m in CLASS_METRICS}}
-    final_rows = [r for r in g.rows if r["epoch"] == final]
-    confusion_rows, pair_rows, pairs_json = [], [], []
-    for s in g.settings:
-        if s not in g.confusion:
-            continue
-        m = g.confusion[s]
-        for t, p in zip(*np.nonzero(m)):
-            confusion_rows.append({"setting": s, "epoch": final, "true": int(t), "true_wnid": cls.wnids[t],
-                                   "predicted": int(p), "predicted_wnid": cls.wnids[p], "count": int(m[t, p])})
-        pairs = []
-        for i, pr in enumerate(g.pairs[s], 1):
-            rec = {"rank": i, **cls.record(pr["a"], "a_"), **cls.record(pr["b"], "b_"),
-                   **{k: pr[k] for k in ("a_as_b", "b_as_a", "total", "images_a_as_b", "images_b_as_a")}}
-            rec["a"], rec["b"] = rec.pop("a_index"), rec.pop("b_index")
-            pairs.append(rec)
-            pair_rows.append({"setting": s, "epoch": final, **rec})
-        pairs_json.append({"setting": s, "epoch": final, "pairs": pairs})
-    ce = corruption(g.rows)
-    ce_final = [r for r in ce if r["epoch"] == final]
-    loc_rows = [{"model": model, **r, **_top(g.rows, r["epoch"])} for r in g.localisation]
-    if compare is not None:
-        loc_rows += [{"model": compare[0], **r} for r in compare[1]]
-
-    csvs = {
-        "epochs.csv": _csv(CSV_COLUMNS["epochs.csv"], g.rows),
-        "classes.csv": _csv(CSV_COLUMNS["classes.csv"], class_rows),
-        "class_epochs.csv": _csv(CSV_COLUMNS["class_epochs.csv"], class_epoch_rows()),
-        "confusion.csv": _csv(CSV_COLUMNS["confusion.csv"], confusion_rows),
-        "confused_pairs.csv": _csv(CSV_COLUMNS["confused_pairs.csv"], pair_rows),
-        "reliability.csv": _csv(CSV_COLUMNS["reliability.csv"], g.reliability),
-        "corruption.csv": _csv(CSV_COLUMNS["corruption.csv"], ce),
-        "localisation.csv": _csv(CSV_COLUMNS["localisation.csv"], loc_rows),
-    }
-
-    def settings_at_final(c: int) -> list[dict[str, Any]]:
-        out = []
-        for s in g.settings[1:]:
-            pc = g.per_class[s]
-            if s in g.confusion:
-                out.append(_clean_record({"setting": s, **{m: pc[m][-1, c] for m in ("top1", "top5", *SHIFT_METRICS)}}))
-        return out
-
-    def models_row(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        last = rows[-1] if rows else {}
-        return _clean_record({"model": name, "epoch": last.get("epoch"),
-                              **{k: last.get(k) for k in ("top1", "top5", *LOC_METRICS)}})
-
-    own = loc_rows[: len(g.localisation)] or [{"epoch": final, **_top(g.rows, final)}]
-    doc = {
-        "schema": SCHEMA_VERSION,
-        "definitions": {
-            "ece_bins": A.ECE_BINS,
-            "pattern_threshold": threshold,
-            "centre_sigma": A.CENTRE_SIGMA,
-            "confused_pairs": CONFUSED_PAIRS,
-            "pair_images": PAIR_IMAGES,
-            "digits": DIGITS,
-            "sharpness": "peak-to-mean of the top-1 class's map shifted to a minimum of 0",
-            "energy": "the true class's map upsampled bilinearly to the image and clipped at 0",
-            "ce_reference": CE_REFERENCE,
-        },
-        "model": model,
-        "images": int(g.counts.sum()),
-        "classes_count": C,
-        "epochs": g.epochs,
-        "final_epoch": final,
-        "settings": g.settings,
-        "table": [_clean_record(r) for r in final_rows],
-        "epoch_rows": [_clean_record(r) for r in g.rows],
-        "classes": [
-            {**_clean_record(r), "top1_by_epoch": [_num(v) for v in clean["top1"][:, c]],
-             "similarity_by_epoch": [_num(v) for v in clean["similarity"][:, c]],
-             "settings": settings_at_final(c)}
-            for c, r in enumerate(class_rows)
-        ],
-        "learning_order": [_clean_record({"rank": i + 1, **class_rows[c]}) for i, c in enumerate(order)],
-        "reliability": [
-            {"setting": r["setting"], "epoch": final, "ece": _num(r["ece"]),
-             "bins": [_clean_record({k: b[k] for k in ("bin", "lower", "upper", "count", "accuracy", "confidence")})
-                      for b in g.reliability if b["setting"] == r["setting"] and b["epoch"] == final]}
-            for r in final_rows
-        ],
-        "confused_pairs": pairs_json,
-        "corruption": {
-            "reference": CE_REFERENCE,
-            "epoch": final,
-            "kinds": [_clean_record(r) | {"errors": [_num(v) for v in r["errors"]]} for r in ce_final],
-            "mean_relative_ce": _num(A.nanmean([r["relative_ce"] for r in ce_final])),
-        },
-        "localisation": {
-            "has_boxes": bool(g.localisation),
-            "epochs": [_clean_record(r) for r in loc_rows[: len(g.localisation)]],
-        },
-        "compare": None if compare is None else {
-            "model": compare[0],
-            "epochs": [_clean_record(r) for r in compare[1]],
-        },
-        "models": [models_row(model, own)] + ([] if compare is None else [models_row(*compare)]),
-    }
-    return doc, csvs
-
-
-def _top(rows: list[dict[str, Any]], epoch: int) -> dict[str, Any]:
-    r = next(r for r in rows if r["setting"] == CLEAN and r["epoch"] == epoch)
-    return {"top1": r["top1"], "top5": r["top5"]}
-
-
 # -- the stage --------------------------------------------------------------------------------
 
 
 def inputs_digest(stores: list[RenderStore], params: dict[str, Any]) -> str:
-    """sha256 over the parameters, this code, each store's manifest and every unit's size and mtime."""
+    """sha256 over the parameters, the analysis package's code, each store's manifest and every
+    unit's size and mtime."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    for module in (A.__file__, __file__):
-        h.update(Path(module).read_bytes())
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(module.name.encode())
+        h.update(module.read_bytes())
     for store in stores:
         h.update(store.manifest_path.read_bytes())
         for u in store.units():
@@ -536,7 +346,7 @@ def analyze_run(
     g = gather(store, len(cls.wnids))
     compared = None
     if other is not None:
-        compared = (_model_name(other), gather_compare(stores[1], len(cls.wnids)))
+        compared = gather_compare(stores[1], len(cls.wnids), _model_name(other))
     doc, csvs = build_outputs(g, cls, pattern_threshold, _model_name(run), compared)
     doc = {"schema": SCHEMA_VERSION, "digest": digest, **doc}
     for name, text in csvs.items():

@@ -7,11 +7,13 @@ from edvis.analyze.metrics import (
     box_area_share,
     centre_prior,
     class_means,
+    confidence_histogram,
     confused_pairs,
     confusion_matrix,
     ece,
     energy_share,
     first_reaching,
+    flip_counts,
     learning_order,
     localisation,
     map_peaks,
@@ -187,6 +189,30 @@ def test_reliability_bins_and_ece_by_hand():
     # |acc − conf| per bin: 0.05, 0.9, 0.5, 0.55, 0.025 (twice) → (0.05 + 0.9 + 0.5 + 0.55 + 0.05) / 6
     assert ece(conf, correct) == pytest.approx(2.05 / 6)
     assert np.isnan(ece(np.zeros(0), np.zeros(0, dtype=bool)))
+
+
+def test_confidence_histogram_by_hand():
+    # 20 bins of width 0.05: 0 → bin 0, 0.0499 → 0, 0.05 → 1, 0.62 → 12, 0.999 → 19 and 1 joins the last bin
+    conf = np.array([0.0, 0.0499, 0.05, 0.62, 0.62, 0.999, 1.0])
+    right = np.array([True, False, True, True, False, False, True])
+    r, w = confidence_histogram(conf, right)
+    want_r, want_w = np.zeros(20, int), np.zeros(20, int)
+    want_r[[0, 1, 12, 19]] = [1, 1, 1, 1]
+    want_w[[0, 12, 19]] = [1, 1, 1]
+    assert r.tolist() == want_r.tolist() and w.tolist() == want_w.tolist()
+    r, w = confidence_histogram(np.array([0.5, 0.5]), np.array([True, True]), bins=2)
+    assert r.tolist() == [0, 2] and w.tolist() == [0, 0]  # 0.5 is the second bin's lower edge
+    r, w = confidence_histogram(np.zeros(0), np.zeros(0, bool), bins=3)
+    assert r.tolist() == w.tolist() == [0, 0, 0]
+
+
+def test_flip_counts_by_hand():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    clean = np.array([0, 1, 1, 0, 2, 1])  # right, wrong, right, wrong, right, wrong
+    pert = np.array([1, 0, 1, 2, 2, 1])  # 0: right → wrong; 1: wrong → right; 3: wrong → another wrong;
+    # 5: wrong → the same wrong class (no flip)
+    assert flip_counts(labels, clean, pert) == {"right_to_wrong": 1, "wrong_to_right": 1, "wrong_to_wrong": 1}
+    assert flip_counts(labels, clean, clean) == {"right_to_wrong": 0, "wrong_to_right": 0, "wrong_to_wrong": 0}
 
 
 def test_rankdata_averages_ties():

@@ -83,7 +83,7 @@ def test_setting_names():
 
 def test_table_and_shift_from_clean(run):
     doc = strict_json(analyze_run(run))
-    assert doc["schema"] == 1 and doc["final_epoch"] == 2 and doc["epochs"] == [1, 2]
+    assert doc["schema"] == 2 and doc["final_epoch"] == 2 and doc["epochs"] == [1, 2]
     assert doc["settings"] == ["clean", "gray", "gaussian_noise-1", "gaussian_noise-2"]
     table = {r["setting"]: r for r in doc["table"]}
     clean, gray = table["clean"], table["gray"]
@@ -203,6 +203,7 @@ def test_compare_run_side_by_side(run, tmp_path):
     assert own["top1"] == 0.8333 and own["pointing"] == 1.0 and own["epoch"] == 2
     assert cam["model"] == "cam" and cam["epoch"] == 1  # no config.json: the folder's name
     assert cam["top1"] == 1.0 and cam["pointing"] == 1.0 and cam["energy_in_box"] == 1.0
+    assert doc["compare"]["settings"] == [{"setting": "clean", "epoch": 1, "top1": 1.0, "top5": 1.0}]
     with open(run / "analysis" / "localisation.csv", newline="") as f:
         assert [r["model"] for r in csv.DictReader(f)] == ["run", "run", "cam"]
 
@@ -249,3 +250,113 @@ def test_memory_does_not_grow_with_the_store(tmp_path):
 def test_analysis_imports_no_torch():
     code = "import sys, edvis.analyze.metrics, edvis.analyze; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# -- schema 2: every number the site shows ------------------------------------------------------
+
+
+def test_flip_counts_per_setting_and_epoch(run):
+    store = RenderStore(run / "render")
+    # against clean epoch 1 [0, 1, 1, 1, 0, 2]: image 0 right → wrong, image 1 wrong → right, image 4 stays 0
+    write_unit(store, "bgr", 1, [1, 0, 1, 1, 0, 2])
+    # against clean epoch 2 [0, 0, 1, 1, 2, 0]: image 4 right → wrong, image 5 wrong → right
+    write_unit(store, "bgr", 2, [0, 0, 1, 1, 1, 2])
+    write_unit(store, "brg", 2, [0, 0, 1, 1, 2, 1])  # image 5: wrong (as 0) → wrong as another class (1)
+    doc = strict_json(analyze_run(run))
+    flips = {(r["setting"], r["epoch"]): (r["right_to_wrong"], r["wrong_to_right"], r["wrong_to_wrong"])
+             for r in doc["epoch_rows"] if r["setting"] != "clean"}
+    assert flips == {
+        ("gray", 1): (0, 0, 0),  # the same predictions as clean
+        ("gray", 2): (1, 0, 0),  # image 0: 0 → 2
+        ("bgr", 1): (1, 1, 0), ("bgr", 2): (1, 1, 0), ("brg", 2): (0, 0, 1),
+        ("gaussian_noise-1", 2): (1, 0, 0),  # image 3: 1 → 0; image 5 stays wrong as 0: no flip
+        ("gaussian_noise-2", 2): (3, 0, 0),  # images 0, 2 and 3
+    }
+    assert not any("right_to_wrong" in r for r in doc["epoch_rows"] if r["setting"] == "clean")
+    table = {r["setting"]: r["wrong_to_wrong"] for r in doc["table"] if r["setting"] != "clean"}
+    assert table == {"gray": 0, "bgr": 0, "brg": 1, "gaussian_noise-1": 0, "gaussian_noise-2": 0}
+    with open(run / "analysis" / "epochs.csv", newline="") as f:
+        assert "right_to_wrong" not in next(csv.reader(f))  # JSON only: the CSV tables keep their columns
+
+
+def test_confidence_histogram_and_clean_confusion(run):
+    doc = strict_json(analyze_run(run))
+    assert doc["definitions"]["histogram_bins"] == 20
+    hist = {h["setting"]: h for h in doc["confidence_histogram"]}
+    assert list(hist) == ["clean", "gray", "gaussian_noise-1", "gaussian_noise-2"]
+    # every top-1 probability is 0.6 (float32 0.600000024): bin floor(20 · 0.6) = 12 of 20
+    counts = {s: (h["epoch"], h["right"][12], h["wrong"][12], sum(h["right"]), sum(h["wrong"])) for s, h in hist.items()}
+    assert counts == {"clean": (2, 5, 1, 5, 1), "gray": (2, 4, 2, 4, 2), "gaussian_noise-1": (2, 4, 2, 4, 2),
+                      "gaussian_noise-2": (2, 2, 4, 2, 4)}
+    assert all(len(h["right"]) == len(h["wrong"]) == 20 for h in hist.values())
+    # clean at epoch 2: cats and dogs right, one eel right and one taken for a cat
+    assert doc["confusion"] == {"setting": "clean", "epoch": 2, "matrix": [[2, 0, 0], [0, 2, 0], [1, 0, 1]]}
+
+
+def test_the_compared_runs_settings_at_its_final_epoch(run, tmp_path):
+    other = RenderStore(tmp_path / "cam" / "render")
+    other.init(manifest())
+    write_unit(other, "clean", 1, LABELS)
+    write_unit(other, "blur3", 1, LABELS)  # not at the final epoch: left out
+    write_unit(other, "clean", 2, [0, 0, 1, 1, 2, 0])  # 5/6
+    write_unit(other, "gaussian_noise-1", 2, [1, 0, 0, 0, 2, 0])  # 2/6
+    write_unit(other, "gray", 2, [2, 0, 1, 1, 2, 0])  # 4/6
+    doc = strict_json(analyze_run(run, compare=tmp_path / "cam"))
+    assert doc["compare"]["settings"] == [
+        {"setting": "clean", "epoch": 2, "top1": 0.8333, "top5": 1.0},
+        {"setting": "gray", "epoch": 2, "top1": 0.6667, "top5": 1.0},
+        {"setting": "gaussian_noise-1", "epoch": 2, "top1": 0.3333, "top5": 1.0},
+    ]
+    assert [r["epoch"] for r in doc["compare"]["epochs"]] == [1, 2] and doc["models"][1]["epoch"] == 2
+
+
+# Seven classes, one image each: top-5 can miss. Each image's true class is put at a given rank.
+SEVEN = list(range(7))
+RANK_PROBS = [0.4, 0.2, 0.15, 0.1, 0.08, 0.04, 0.03]
+
+
+def write_ranked(store, setting, epoch, ranks):
+    """Image i (class i) ranks its true class at ``ranks[i]``; the other classes in index order
+    around it; probabilities RANK_PROBS by rank."""
+    order = []
+    for t, r in enumerate(ranks):
+        others = [c for c in SEVEN if c != t]
+        order.append(others[:r] + [t] + others[r:])
+    order = np.array(order)
+    probs = np.zeros((7, 7), dtype=np.float32)
+    np.put_along_axis(probs, order, np.array([RANK_PROBS] * 7, dtype=np.float32), axis=1)
+    maps = np.array([TL, BR] * 3 + [TL])
+    store.write(Unit(setting, epoch), {
+        "probs": probs.astype(np.float16), "top5": order[:, :5].astype(np.int16),
+        "top5_prob": np.take_along_axis(probs, order[:, :5], axis=1),
+        "map_true": maps.astype(np.float16), "map_pred": maps.astype(np.float16),
+    }, {})
+
+
+def test_top5_by_epoch_and_a_compared_runs_top5_on_seven_classes(tmp_path):
+    seven = {"dataset": {"fingerprint": "seven", "wnids": [f"n{c}" for c in SEVEN], "names": [f"c{c}" for c in SEVEN]},
+             "val": {"files": [f"val/images/{i}.png" for i in SEVEN], "labels": SEVEN}, "image_size": 4, "map_size": 2}
+    store = RenderStore(tmp_path / "run" / "render")
+    store.init(seven)
+    write_ranked(store, "clean", 1, [0, 4, 5, 6, 1, 2, 3])  # top-1: image 0; top-5: all but images 2 and 3
+    write_ranked(store, "clean", 2, [0, 0, 4, 5, 0, 0, 0])  # top-1: all but 2 and 3; top-5: all but 3
+    other = RenderStore(tmp_path / "cam" / "render")
+    other.init(seven)
+    write_ranked(other, "clean", 1, [0, 0, 0, 0, 0, 0, 6])  # top-1 and top-5 6/7
+    write_ranked(other, "gray", 1, [1, 1, 1, 5, 6, 0, 0])  # top-1 2/7, top-5 5/7
+    doc = strict_json(analyze_run(tmp_path / "run", compare=tmp_path / "cam"))
+    assert [c["top5_by_epoch"] for c in doc["classes"]] == [[1.0, 1.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0],
+                                                            [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    assert [c["top1_by_epoch"] for c in doc["classes"]] == [[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0],
+                                                            [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]
+    assert [c["top5"] for c in doc["classes"]] == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]  # the last entries
+    assert doc["compare"]["settings"] == [{"setting": "clean", "epoch": 1, "top1": 0.8571, "top5": 0.8571},
+                                          {"setting": "gray", "epoch": 1, "top1": 0.2857, "top5": 0.7143}]
+    # images 2 and 3 (classes 2, 3) are taken for class 0, the first of the other classes
+    matrix = np.eye(7, dtype=int)
+    matrix[2, 2] = matrix[3, 3] = 0
+    matrix[2, 0] = matrix[3, 0] = 1
+    assert doc["confusion"]["matrix"] == matrix.tolist()
+    # every top-1 probability is 0.4 (float32 0.400000006): bin 8; five right, two wrong
+    (h,) = doc["confidence_histogram"]
+    assert h["right"] == [0] * 8 + [5] + [0] * 11 and h["wrong"] == [0] * 8 + [2] + [0] * 11
