@@ -141,9 +141,16 @@ def _default_workers() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``edvis`` parser: one sub-command per stage."""
     p = argparse.ArgumentParser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, _add_analyze, _add_site):
+        add(sub)
+    return p
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    """edvis synth: draw the embedded dataset."""
     s = sub.add_parser("synth", help="write the embedded default dataset (Tiny ImageNet layout)",
                        description="Draw the embedded default dataset into OUT in the Tiny ImageNet layout.")
     s.add_argument("--out", required=True, type=Path, help="folder to write (created; existing identical files are kept)")
@@ -153,13 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
     s.set_defaults(func=cmd_synth)
 
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    """edvis data tiny-imagenet: download a public dataset."""
+    from edvis.data import TINY_IMAGENET_MD5, TINY_IMAGENET_URL
+
     d = sub.add_parser("data", help="download a public dataset (resumable, checksum-verified)",
                        description="Download, verify and unpack a public dataset. Rerun after an "
                        "interruption to resume; a dataset already in place is left alone.")
     datasets = d.add_subparsers(dest="dataset", required=True, metavar="DATASET",
                                 help="the dataset to download: tiny-imagenet")
-    from edvis.data import TINY_IMAGENET_MD5, TINY_IMAGENET_URL
-
     ti = datasets.add_parser(
         "tiny-imagenet", help="Tiny ImageNet: 200 classes, 100,000 train + 10,000 val 64×64 images (~237 MB zip)",
         description="Download the official Tiny ImageNet zip beside OUT (as OUT.zip.part, resumed with HTTP "
@@ -178,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attempts in a row without progress before giving up (default 5)")
     ti.set_defaults(func=cmd_data)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """edvis train: the recipe, model, optimisation and execution flags."""
     t = sub.add_parser("train", help="train, one checkpoint per epoch; rerun to resume",
                        description="Train into RUN (one checkpoint per epoch and metrics.jsonl). "
                        "Rerunning the same command resumes after the last complete epoch. Settings start from "
@@ -195,7 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recipe", default="demo", choices=["demo", "author"],
                    help="settings to start from: demo (Adam, sized for the embedded dataset on a CPU) or "
                    "author (the seed paper's code: SGD lr 1e-4, batch 100, 80 epochs, cosine) (default demo)")
-    m = t.add_argument_group("model")
+    _add_train_model(t.add_argument_group("model"))
+    _add_train_optimisation(t.add_argument_group("optimisation (each overrides the recipe)"))
+    _add_train_execution(t.add_argument_group("execution (may change on resume; results on the CPU do not depend on them)"))
+    t.set_defaults(func=cmd_train)
+
+
+def _add_train_model(m: argparse._ArgumentGroup) -> None:
+    """The model flags of ``edvis train``."""
     m.add_argument("--model", default="edvis-resnet18", choices=["edvis-resnet18", "cam-resnet18"],
                    help="edvis-resnet18: the encoder-decoder whose class maps are its logits; cam-resnet18: the "
                    "baseline, ResNet-18 with average pooling and a linear classifier, maps by CAM (default edvis-resnet18)")
@@ -209,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--pretrained", metavar="imagenet|PATH",
                    help="start the ResNet-18 encoder from torchvision's ImageNet weights (downloaded once into the "
                    "torch hub cache) or from a local torchvision ResNet-18 state dict; fc.* is ignored (default: from scratch)")
-    o = t.add_argument_group("optimisation (each overrides the recipe)")
+
+
+def _add_train_optimisation(o: argparse._ArgumentGroup) -> None:
+    """The optimisation flags of ``edvis train``: each overrides a TrainConfig field of the recipe."""
     o.add_argument("--epochs", type=int, help="number of epochs")
     o.add_argument("--batch-size", type=int, help="global batch size (split evenly over torchrun processes)")
     o.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser")
@@ -229,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "quarters are each trained on their own quarter's label (0: never); a mosaic batch is not "
                    "also CutMix-ed")
     o.add_argument("--seed", type=int, help="random seed for initialisation, batch order and augmentation (default 0)")
-    r = t.add_argument_group("execution (may change on resume; results on the CPU do not depend on them)")
+
+
+def _add_train_execution(r: argparse._ArgumentGroup) -> None:
+    """The execution flags of ``edvis train`` (a Runtime: free to change on resume)."""
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto picks CUDA when PyTorch sees a GPU, else the CPU (default auto)")
     r.add_argument("--workers", type=int, default=_default_workers(),
@@ -242,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CUDA only: float16 mixed precision with a gradient scaler; ignored on the CPU (default on)")
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="CUDA only: channels_last memory format; ignored on the CPU (default on)")
-    t.set_defaults(func=cmd_train)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """edvis export: checkpoints to ONNX."""
     e = sub.add_parser("export", help="export every checkpoint to ONNX and check it against PyTorch",
                        description="Export each epoch's checkpoint to RUN/onnx/epoch_NNN.onnx (input uint8 images "
                        "(B,H,W,3); outputs logits, maps), run onnx.checker and an onnxruntime-vs-PyTorch parity "
@@ -251,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
     e.set_defaults(func=cmd_export)
 
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    """edvis render: onnxruntime over the validation set, or --merge of shards."""
     r = sub.add_parser("render", help="run onnxruntime over the validation set for every exported epoch",
                        description="Fill RUN/render with predictions and maps for every validation image and "
                        "exported epoch; epochs already rendered from the same ONNX file are skipped.")
@@ -273,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "RUN's own ONNX files")
     r.set_defaults(func=cmd_render)
 
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    """edvis analyze: the numbers, from the render store."""
     n = sub.add_parser("analyze", help="compute accuracy, calibration, learning dynamics, perturbation and "
                        "localisation numbers from the render store",
                        description="Write RUN/analysis/analysis.json and CSV tables from RUN's render store, read one "
@@ -287,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--force", action="store_true", help="recompute even when the analysis is up to date")
     n.set_defaults(func=cmd_analyze)
 
+
+def _add_site(sub: argparse._SubParsersAction) -> None:
+    """edvis site: the static site."""
     w = sub.add_parser("site", help="build the static site from a rendered run",
                        description="Build a static site (opens from file://) from RUN's metrics and render store.")
     w.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
@@ -304,7 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--base-url", default="", metavar="URL",
                    help="address the site will be hosted at; makes the figures' citation lines absolute")
     w.set_defaults(func=cmd_site)
-    return p
 
 
 def run_guarded(func: Callable[[], None]) -> int:

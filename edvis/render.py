@@ -20,14 +20,15 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from edvis.data import PERTURBATIONS, apply, load_images, open_dataset, paper_set
+from edvis.data import PERTURBATIONS, Dataset, apply, load_images, open_dataset, paper_set
 from edvis.errors import UsageError
-from edvis.run import LAYERS, UNIT_FORMAT, RenderStore, Run, RunError, StoreError, Unit, atomic, summarise
+from edvis.run import LAYERS, UNIT_FORMAT, RenderStore, Run, RunError, StoreError, Unit, atomic, same_validation_set, summarise
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,63 @@ def group_settings(names: Sequence[str], bytes_each: int, budget: int = GROUP_BY
     return [list(names[i : i + per_group]) for i in range(0, len(names), per_group)]
 
 
+@dataclass
+class _Plan:
+    """What a render has to do: this shard's units and layer files that are not up to date."""
+
+    run: Run
+    config: dict[str, Any]  # the run's config.json
+    store: RenderStore
+    epochs: list[int]  # every exported epoch
+    names: list[str]  # every setting, clean first
+    shas: dict[int, str]  # epoch → sha256 of its ONNX file
+    todo: list[Unit]  # epoch-major
+    layers_todo: list[int]  # epochs whose layer file this shard writes
+    seed: int
+    part: str  # " (shard i/n: k units)" for the log, or ""
+
+    def meta(self, epoch: int) -> dict[str, Any]:
+        """What every file rendered from ``epoch``'s ONNX file records about how it was made."""
+        return {"format": UNIT_FORMAT, "onnx_sha256": self.shas[epoch], "seed": self.seed}
+
+
+class _Images(NamedTuple):
+    """The validation set, decoded."""
+
+    clean: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int64
+    keys: np.ndarray  # (N,) int64: one noise stream per (image, seed)
+    chosen: np.ndarray  # (K,) the images whose every layer is kept (layer_images)
+
+
+class _Sessions:
+    """onnxruntime sessions of a run's ONNX files, on the requested provider; the first session
+    opened is kept for its first use."""
+
+    def __init__(self, run: Run, provider: str) -> None:
+        import onnxruntime as ort
+
+        self.ort, self.run = ort, run
+        self.providers = session_providers(provider)
+        self.options = ort.SessionOptions()
+        self.options.log_severity_level = 3  # errors only: no provider chatter on a CPU-only machine
+        self.spare: dict[int, Any] = {}
+
+    def open(self, epoch: int) -> Any:
+        try:
+            return self.ort.InferenceSession(str(self.run.onnx(epoch)), self.options, providers=self.providers)
+        except Exception as e:  # onnxruntime's errors share no base class narrower than Exception
+            raise RunError(f"cannot load {self.run.onnx(epoch)} (run `edvis export` again): {e}") from None
+
+    def first(self, epoch: int) -> Any:
+        """Open ``epoch``'s session and keep it for the next :meth:`get` of that epoch."""
+        self.spare[epoch] = self.open(epoch)
+        return self.spare[epoch]
+
+    def get(self, epoch: int) -> Any:
+        return self.spare.pop(epoch, None) or self.open(epoch)
+
+
 def render_run(
     run_dir: str | Path,
     data_root: str | Path | None = None,
@@ -136,9 +194,32 @@ def render_run(
     render may run at once into one store (each unit is its own file, written atomically), or
     into copies of the run that ``merge_stores`` combines afterwards.
     """
-    import onnxruntime as ort
+    plan = _plan(Run(Path(run_dir)), perturbations, seed, shard)
+    if not plan.todo and not plan.layers_todo:
+        log.info(f"render: all {len(plan.epochs)} epochs × {len(plan.names)} setting(s) up to date{plan.part}")
+        return []
+    # Only now, with work to do: indexing and fingerprinting a dataset stats every file.
+    ds, dataset = _training_dataset(plan, data_root)
+    sessions = _Sessions(plan.run, provider)
+    first = sessions.first(plan.todo[0].epoch if plan.todo else plan.layers_todo[0])
+    log.info(provider_line(first, provider))
+    batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
+    maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
+    _init_store(plan.store, ds, dataset, plan.config["model"]["image_size"], int(maps_shape[-1]))
+    images = _decode(plan, ds, batch)
+    layers_left = set(plan.layers_todo)
+    done = _render_units(plan, sessions, images, batch, layers_left)
+    for epoch in sorted(layers_left):  # epochs whose units were all up to date
+        _write_layers(plan, epoch, sessions.get(epoch), images)
+    if plan.layers_todo:
+        log.info(f"render: every layer's output for {len(images.chosen)} images at {len(plan.layers_todo)} epoch(s) → "
+            f"{plan.store.root / LAYERS}")
+    return done
 
-    run = Run(Path(run_dir))
+
+def _plan(run: Run, perturbations: Sequence[str], seed: int, shard: tuple[int, int]) -> _Plan:
+    """Read the run and its store (refusing a store of another schema, sweeping killed renders'
+    temporaries) and list this shard's units and layer files that are not up to date."""
     config = run.read_config()
     epochs = run.onnx_epochs()
     if not epochs:
@@ -159,34 +240,24 @@ def render_run(
     layers_todo = [u.epoch for u in mine if u.perturbation == "clean" and u.epoch in tapped
                    and not _up_to_date(store.layers_meta(u.epoch), shas[u.epoch], seed)]
     part = "" if shard == (0, 1) else f" (shard {shard[0]}/{shard[1]}: {len(mine)} units)"
-    if not todo and not layers_todo:
-        log.info(f"render: all {len(epochs)} epochs × {len(names)} setting(s) up to date{part}")
-        return []
-    # Only now, with work to do: indexing and fingerprinting a dataset stats every file.
-    ds = open_dataset(data_root or config["dataset"]["root"])
+    return _Plan(run, config, store, epochs, names, shas, todo, layers_todo, seed, part)
+
+
+def _training_dataset(plan: _Plan, data_root: str | Path | None) -> tuple[Dataset, dict[str, Any]]:
+    """The dataset at ``data_root`` (default: the run's) and its record, refused unless the run
+    was trained on it."""
+    ds = open_dataset(data_root or plan.config["dataset"]["root"])
     dataset = ds.record()
-    if dataset["fingerprint"] != config["dataset"]["fingerprint"]:
+    if dataset["fingerprint"] != plan.config["dataset"]["fingerprint"]:
         raise RunError(
-            f"the dataset at {ds.root} is not the one {run.root} was trained on "
+            f"the dataset at {ds.root} is not the one {plan.run.root} was trained on "
             "(its file list or labels differ); pass --data with the training dataset"
         )
+    return ds, dataset
 
-    providers = session_providers(provider)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: no provider chatter on a CPU-only machine
 
-    def session(epoch: int) -> Any:
-        try:
-            return ort.InferenceSession(str(run.onnx(epoch)), options, providers=providers)
-        except Exception as e:  # onnxruntime's errors share no base class narrower than Exception
-            raise RunError(f"cannot load {run.onnx(epoch)} (run `edvis export` again): {e}") from None
-
-    first_epoch = todo[0].epoch if todo else layers_todo[0]
-    first = session(first_epoch)
-    log.info(provider_line(first, provider))
-    batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
-    maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
-    image_size = config["model"]["image_size"]
+def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_size: int, map_size: int) -> None:
+    """Create the store's manifest, or check that it describes this validation set."""
     store.init(
         {
             "dataset": dataset,
@@ -196,58 +267,58 @@ def render_run(
                 "boxes": [list(s.box) if s.box else None for s in ds.val],
             },
             "image_size": image_size,
-            "map_size": int(maps_shape[-1]),
+            "map_size": map_size,
         }
     )
 
+
+def _decode(plan: _Plan, ds: Dataset, batch: int) -> _Images:
+    """Decode the validation images (in parallel) and pick those whose every layer is kept."""
     t0 = time.monotonic()
-    clean = load_images([s.path for s in ds.val], size=image_size, workers=os.cpu_count() or 1)
+    clean = load_images([s.path for s in ds.val], size=plan.config["model"]["image_size"], workers=os.cpu_count() or 1)
     labels = np.array([s.label for s in ds.val], dtype=np.int64)
-    keys = seed * len(clean) + np.arange(len(clean))  # one noise stream per (image, seed)
-    log.info(f"render: {len(todo)} unit(s) (epoch × setting){part} × {len(clean)} images, batch {batch}; "
+    keys = plan.seed * len(clean) + np.arange(len(clean))  # one noise stream per (image, seed)
+    log.info(f"render: {len(plan.todo)} unit(s) (epoch × setting){plan.part} × {len(clean)} images, batch {batch}; "
         f"decoded in {time.monotonic() - t0:.1f}s")
-    chosen = layer_images(labels, seed)
-    layers_left = set(layers_todo)
+    return _Images(clean, labels, keys, layer_images(labels, plan.seed))
 
-    def write_layers(epoch: int, sess: Any) -> None:
-        taps = [o.name for o in sess.get_outputs() if o.name.startswith(LAYER_PREFIX)] + ["maps"]
-        outs = sess.run(taps, {"images": clean[chosen]})
-        named = [(t.removeprefix(LAYER_PREFIX), o) for t, o in zip(taps, outs)]
-        store.write_layers(epoch, chosen, named, {"format": UNIT_FORMAT, "onnx_sha256": shas[epoch], "seed": seed})
-        layers_left.discard(epoch)
 
+def _render_units(plan: _Plan, sessions: _Sessions, images: _Images, batch: int, layers_left: set[int]) -> list[Unit]:
+    """Every unit of ``plan.todo``, as a pipeline: a thread perturbs the next group of settings
+    while onnxruntime infers this one, and another summarises and writes each unit. The layer
+    files of ``layers_left`` are written (and taken off it) as their sessions come by."""
+    clean, todo = images.clean, plan.todo
     wanted = {u.perturbation for u in todo}
-    groups = group_settings([n for n in names if n in wanted], clean.nbytes) if todo else []
+    groups = group_settings([n for n in plan.names if n in wanted], clean.nbytes) if todo else []
     todo_set = set(todo)
-    spare = {first_epoch: first}  # the session already opened, used once
     done: list[Unit] = []
     start = time.monotonic()
 
     def prepare(group: list[str]) -> dict[str, np.ndarray]:
-        return {name: clean if name == "clean" else apply(name, clean, keys) for name in group}
+        return {name: clean if name == "clean" else apply(name, clean, images.keys) for name in group}
 
     def write(unit: Unit, logits: np.ndarray, maps: np.ndarray) -> None:
-        meta = {"format": UNIT_FORMAT, "onnx_sha256": shas[unit.epoch], "seed": seed, "images": len(clean),
-                "params": PERTURBATIONS[unit.perturbation].params}
-        arrays = summarise(logits, maps, labels, top5_maps=unit.perturbation == "clean")
-        store.write(unit, arrays, meta)
+        meta = {**plan.meta(unit.epoch), "images": len(clean), "params": PERTURBATIONS[unit.perturbation].params}
+        arrays = summarise(logits, maps, images.labels, top5_maps=unit.perturbation == "clean")
+        plan.store.write(unit, arrays, meta)
 
     with ThreadPoolExecutor(1, "edvis-prepare") as prep, ThreadPoolExecutor(1, "edvis-write") as writer:
         pending: list[Future] = []
         upcoming = prep.submit(prepare, groups[0]) if groups else None
         for g, group in enumerate(groups):
-            images = upcoming.result()
+            perturbed = upcoming.result()
             if g + 1 < len(groups):
                 upcoming = prep.submit(prepare, groups[g + 1])
             for epoch in sorted({u.epoch for u in todo if u.perturbation in group}):
-                sess = spare.pop(epoch, None) or session(epoch)
+                sess = sessions.get(epoch)
                 if epoch in layers_left:
-                    write_layers(epoch, sess)
+                    _write_layers(plan, epoch, sess, images)
+                    layers_left.discard(epoch)
                 for name in group:
                     unit = Unit(name, epoch)
                     if unit not in todo_set:
                         continue
-                    logits, maps = _infer(sess, images[name], batch)
+                    logits, maps = _infer(sess, perturbed[name], batch)
                     pending.append(writer.submit(write, unit, logits, maps))
                     done.append(unit)
                     rate = len(done) * len(clean) / (time.monotonic() - start)
@@ -260,12 +331,15 @@ def render_run(
                     pending.remove(f)
         for f in pending:
             f.result()
-    for epoch in sorted(layers_left):  # epochs whose units were all up to date
-        write_layers(epoch, spare.pop(epoch, None) or session(epoch))
-    if layers_todo:
-        log.info(f"render: every layer's output for {len(chosen)} images at {len(layers_todo)} epoch(s) → "
-            f"{store.root / LAYERS}")
     return done
+
+
+def _write_layers(plan: _Plan, epoch: int, sess: Any, images: _Images) -> None:
+    """Every layer's output (and the maps) of the chosen images at ``epoch``."""
+    taps = [o.name for o in sess.get_outputs() if o.name.startswith(LAYER_PREFIX)] + ["maps"]
+    outs = sess.run(taps, {"images": images.clean[images.chosen]})
+    named = [(t.removeprefix(LAYER_PREFIX), o) for t, o in zip(taps, outs)]
+    plan.store.write_layers(epoch, images.chosen, named, plan.meta(epoch))
 
 
 def layer_images(labels: np.ndarray, seed: int, k: int = 12) -> np.ndarray:
@@ -311,7 +385,7 @@ def merge_stores(run_dir: str | Path, sources: Sequence[str | Path]) -> list[Uni
         manifest = store.manifest()
         if dest.manifest_path.exists():
             mine = dest.manifest()
-            if (manifest["dataset"]["fingerprint"], manifest["val"]) != (mine["dataset"]["fingerprint"], mine["val"]):
+            if not same_validation_set(manifest, mine):
                 raise StoreError(f"{store.manifest_path} describes another validation set than {dest.manifest_path}")
         else:
             dest.init({k: v for k, v in manifest.items() if k != "schema"})

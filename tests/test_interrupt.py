@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -131,17 +130,3 @@ def test_site_killed_then_rebuilt_equals_a_straight_build(reference):
         assert main(["site", "--run", str(ref), "--out", str(out)]) == 0
         assert tree_digest(out) == tree_digest(tmp / "site"), delay
     assert killed >= 3, f"only {killed} of 6 builds were still running when killed"
-
-
-def test_sweep_removes_only_stale_temporaries(tmp_path):
-    from edvis.run import atomic
-
-    (tmp_path / "a").mkdir()
-    stale, fresh, keep = tmp_path / "a/.x.npz.tmp-1", tmp_path / ".y.html.tmp-2", tmp_path / "a/x.npz"
-    for p in (stale, fresh, keep):
-        p.write_bytes(b"")
-    old = time.time() - 7200
-    os.utime(stale, (old, old))
-    assert atomic.sweep_temps(tmp_path, older_than=3600) == 1  # only the two-hour-old one
-    assert not stale.exists() and fresh.exists() and keep.exists()
-    assert atomic.sweep_temps(tmp_path) == 1 and not fresh.exists() and keep.exists()

@@ -1,5 +1,4 @@
 import json
-import math
 import shutil
 import signal
 import subprocess
@@ -20,31 +19,7 @@ from edvis.render import (
     render_run,
     session_providers,
 )
-from edvis.run import ARRAYS, RenderStore, StoreError, Unit, softmax, summarise
-
-
-def test_softmax_by_hand_and_stable_for_large_logits():
-    p = softmax(np.array([[0.0, math.log(2.0), 0.0], [1000.0, 1000.0, 1000.0]]))
-    np.testing.assert_allclose(p[0], [0.25, 0.5, 0.25], rtol=1e-6)
-    np.testing.assert_allclose(p[1], [1 / 3] * 3, rtol=1e-6)
-
-
-def test_summarise_picks_true_and_top1_maps():
-    # Class c's map is filled with the value 10 + c, so each picked map says which class it is.
-    n, c = 2, 6
-    maps = np.broadcast_to((10.0 + np.arange(c))[None, :, None, None], (n, c, 8, 8)).astype(np.float32)
-    logits = np.array([[0, 0, 3, 1, 2, 0.5], [5, 0, 0, 0, 0, 0]], dtype=np.float32)
-    labels = np.array([4, 0])
-    out = summarise(logits, maps, labels, top5_maps=True)
-    assert out["top5"].tolist() == [[2, 4, 3, 5, 0], [0, 1, 2, 3, 4]]  # ties: lower index first
-    assert out["top5"].dtype == np.int16 and out["probs"].dtype == np.float16
-    e = np.exp([0, 0, 3, 1, 2, 0.5])
-    np.testing.assert_allclose(out["top5_prob"][0], (e / e.sum())[[2, 4, 3, 5, 0]], rtol=1e-6)
-    assert (out["map_true"][0] == 14).all() and (out["map_pred"][0] == 12).all()
-    assert (out["map_true"][1] == 10).all() and (out["map_pred"][1] == 10).all()
-    assert out["map_top5"].shape == (2, 5, 8, 8)
-    assert out["map_top5"][0, :, 0, 0].tolist() == [12, 14, 13, 15, 10]  # classes 2, 4, 3, 5, 0
-    assert "map_top5" not in summarise(logits, maps, labels)
+from edvis.run import ARRAYS, RenderStore, StoreError, Unit
 
 
 def test_cpu_provider_without_a_gpu(monkeypatch):

@@ -9,10 +9,21 @@ from edvis.run import atomic
 from edvis.run.checkpoint import CHECKPOINT_SCHEMA, load_checkpoint, save_checkpoint
 from edvis.run.folder import RUN_SCHEMA, Run, RunError, check_model_config, model_label
 from edvis.run.lock import LockedError, writer_lock
-from edvis.run.store import ARRAYS, LAYERS, OPTIONAL, UNIT_FORMAT, RenderStore, StoreError, Unit, softmax, summarise
+from edvis.run.store import (
+    ARRAYS,
+    LAYERS,
+    OPTIONAL,
+    UNIT_FORMAT,
+    RenderStore,
+    StoreError,
+    Unit,
+    same_validation_set,
+    softmax,
+    summarise,
+)
 
 __all__ = [
     "ARRAYS", "CHECKPOINT_SCHEMA", "LAYERS", "OPTIONAL", "RUN_SCHEMA", "UNIT_FORMAT", "LockedError", "RenderStore", "Run",
-    "RunError", "StoreError", "Unit", "atomic", "check_model_config", "load_checkpoint", "model_label", "save_checkpoint",
-    "softmax", "summarise", "writer_lock",
+    "RunError", "StoreError", "Unit", "atomic", "check_model_config", "load_checkpoint", "model_label", "same_validation_set",
+    "save_checkpoint", "softmax", "summarise", "writer_lock",
 ]

@@ -21,7 +21,10 @@ A unit is one ``.npz`` written atomically, so it is either complete or absent. I
 ``layers/epoch_NNN.npz`` holds, for a few validation images (``index``), the output of every
 layer the ONNX file exposes (``L0``, ``L1``, …: float16 (K, channels, h, w)), named in ``meta``.
 
-Units are independent files, so shards of one render can write into one store at once.
+Units are independent files, so shards of one render can write into one store at once. Two stores
+describe the same validation set when their manifests agree on the dataset fingerprint and the
+validation files, labels and boxes (``same_validation_set``): only then may their units be merged
+or compared.
 """
 
 from __future__ import annotations
@@ -177,6 +180,24 @@ class RenderStore:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
         except _DAMAGED as e:
             raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
+
+
+def same_validation_set(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two store manifests describe the same validation set: the same dataset
+    fingerprint (which must be there) and the same validation files, labels and boxes, in the
+    same order. A manifest without boxes reads as one whose images have none."""
+    fingerprint = a.get("dataset", {}).get("fingerprint")
+    if fingerprint is None or fingerprint != b.get("dataset", {}).get("fingerprint"):
+        return False
+    va, vb = a.get("val", {}), b.get("val", {})
+    if va.get("files") != vb.get("files") or va.get("labels") != vb.get("labels"):
+        return False
+    return _boxes(va) == _boxes(vb)
+
+
+def _boxes(val: dict[str, Any]) -> list[Any]:
+    return val.get("boxes") or [None] * len(val.get("labels") or ())
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for large logits."""

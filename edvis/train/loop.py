@@ -25,25 +25,27 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
-from edvis.data import open_dataset
+from edvis.data import Dataset, open_dataset
 from edvis.errors import UsageError
 from edvis.models import ModelConfig, build_model, load_pretrained
 from edvis.run import Run, RunError, check_model_config, load_checkpoint, save_checkpoint
-from edvis.train.augment import augment, cutmix, mosaic, quarter_logits, to_float
+from edvis.train.augment import augment, cutmix, mosaic, to_float
 from edvis.train.config import Runtime, TrainConfig, lr_factor, make_optimizer
 from edvis.train.loader import ImageSplit, ShardSampler, make_loader, train_sampler, unpack
 from edvis.train.parallel import all_sum, seed_of, world
+from edvis.train.step import evaluate, topk_hits, train_step
 
 log = logging.getLogger(__name__)
 
@@ -84,87 +86,6 @@ class Silent(Progress):
 
     def done(self, text: str) -> None:
         pass
-
-
-def train_step(
-    net: nn.Module,
-    opt: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    x: Tensor,
-    targets: Tensor,
-    amp: bool,
-    quarters: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """One optimiser step on (B, 3, H, W) images and (B,) labels or (B, C) soft targets.
-
-    With ``quarters`` (B, 4), the labels of a :func:`edvis.train.augment.mosaic` batch, the loss adds
-    the cross-entropy of each quarter of the maps (:func:`edvis.train.augment.quarter_logits`) against
-    its quarter's label, and the returned logits are the quarters' (B, 4, C). Otherwise returns
-    the logits (B, C). ``amp`` runs the forward pass under float16 autocast (CUDA); the loss is
-    always computed in float32.
-    """
-    with torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
-        logits, maps = net(x)
-    loss = F.cross_entropy(logits.float(), targets)
-    if quarters is not None:
-        logits = quarter_logits(maps.float())  # (B, 4, C)
-        loss = loss + F.cross_entropy(logits.flatten(0, 1), quarters.flatten())
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(opt)
-    scaler.update()
-    return loss.detach(), logits.detach()
-
-
-def topk_hits(logits: Tensor, labels: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """(N,) bool each: the label is the top class, and among the ``k`` top classes of (N, C) logits."""
-    topk = logits.topk(k, dim=1).indices
-    return topk[:, 0] == labels, (topk == labels[:, None]).any(1)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Any,
-    mc: ModelConfig,
-    device: torch.device,
-    amp: bool = False,
-    channels_last: bool = False,
-) -> dict[str, Any]:
-    """Loss, top-1, top-5 and per-class top-1 over the images ``loader`` yields, in eval mode.
-
-    Under torch.distributed each process evaluates its own shard and the sums (losses, counts of
-    hits, images per class) are added over processes before dividing: never an average of
-    averages.
-    """
-    model.eval()
-    num_classes = mc.num_classes
-    sums = torch.zeros(4, dtype=torch.float64)  # images, loss, top-1 hits, top-5 hits
-    hits = torch.zeros(num_classes, dtype=torch.int64)
-    counts = torch.zeros(num_classes, dtype=torch.int64)
-    k = min(5, num_classes)
-    for batch in loader:
-        images, labels = unpack(batch)
-        x = to_float(images.to(device, non_blocking=True), mc.mean, mc.std)  # (B, 3, H, W)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits, _ = model(x)
-        logits = logits.float().cpu()  # (B, C)
-        right1, right5 = topk_hits(logits, labels, k)
-        sums += torch.tensor([
-            len(labels),
-            F.cross_entropy(logits, labels, reduction="sum").item(),
-            int(right1.sum()),
-            int(right5.sum()),
-        ], dtype=torch.float64)
-        hits += torch.bincount(labels[right1], minlength=num_classes)
-        counts += torch.bincount(labels, minlength=num_classes)
-    sums, hits, counts = (all_sum(t, device) for t in (sums, hits, counts))
-    n = sums[0].item()
-    per_class = [(h / c) if c else None for h, c in zip(hits.tolist(), counts.tolist())]
-    return {"loss": sums[1].item() / n, "top1": sums[2].item() / n, "top5": sums[3].item() / n,
-            "class_top1": per_class}
 
 
 def _check_same(existing: dict[str, Any], wanted: dict[str, Any], path: Path) -> None:
@@ -234,6 +155,60 @@ def _status(epoch: int, epochs: int, batch: int, batches: int, sums: Tensor, t0:
             f"top-1 {right / seen:.3f}  {rate:.0f} img/s")
 
 
+@dataclass
+class _Setup:
+    """What :func:`train` settles before it builds anything: the run, its data and settings, and
+    where and how it runs."""
+
+    run: Run
+    ds: Dataset
+    mc: ModelConfig
+    cfg: TrainConfig
+    rt: Runtime  # as resolved for the device
+    device: torch.device
+    rank: int
+    processes: int
+    runtime_record: dict[str, Any]  # the runtime as config.json and every checkpoint record it
+    wanted: dict[str, Any]  # config.json's contents, as they read back (tuples → lists)
+    done: list[int]  # the epochs that have a checkpoint
+    say: Callable[[str], None]  # log.info on rank 0, nothing elsewhere
+    progress: Progress
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class _Model:
+    """The network, its optimiser and gradient scaler; ``net`` is what trains (``model``, or
+    its DistributedDataParallel wrapper)."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    net: nn.Module
+
+
+class _Loaders(NamedTuple):
+    sampler: DistributedSampler  # the training batch order; set_epoch before each epoch
+    train: DataLoader
+    val: DataLoader
+
+
+class _Trained(NamedTuple):
+    """One epoch's training, summed over all processes."""
+
+    seen: float  # images
+    loss_sum: float
+    right: float  # top-1 hits
+    right5: float  # top-5 hits
+    lr: float  # of the epoch's last step
+    steps: int  # optimiser steps since the start of the run
+    t_epoch: float  # time.monotonic() when the epoch began
+    seconds: float  # of training, without validation
+
+
 def train(
     run_dir: str | Path,
     data_root: str | Path,
@@ -251,13 +226,40 @@ def train(
     folder without checkpoints is an error instead of a fresh start. Inside a torch.distributed
     process group (see :func:`distributed`) every process calls this; rank 0 alone writes.
     """
+    s = _prepare(run_dir, data_root, model_config, cfg, device, progress, runtime or Runtime(), resume)
+    m = _build(s)
+    start: int = 0
+    rows: list[dict[str, Any]] = []
+    if s.done:
+        start, rows = _resume(s, m)
+        if start >= cfg.epochs:
+            s.say(f"all {cfg.epochs} epochs already trained")
+            return rows
+        s.say(f"resuming after epoch {start}")
+    m.net = _wrap(s, m.model)
+    loaders = _loaders(s)
+    for epoch in range(start + 1, cfg.epochs + 1):
+        trained = _train_epoch(s, m, loaders, epoch)
+        _end_epoch(s, m, loaders.val, epoch, trained, rows)
+    return rows
+
+
+def _prepare(
+    run_dir: str | Path,
+    data_root: str | Path,
+    model_config: dict[str, Any],
+    cfg: TrainConfig,
+    device: torch.device,
+    progress: Progress | None,
+    requested: Runtime,
+    resume: bool,
+) -> _Setup:
+    """Open the dataset, check the settings against each other and against the run folder's
+    (binding once an epoch is saved), and say what will run. Writes nothing."""
     rank, processes = world()
     main = rank == 0
     say = log.info if main else (lambda *args: None)  # rank 0 alone speaks
-    if not main:
-        progress = Silent()
-    progress = progress or Progress()
-    requested = runtime or Runtime()
+    progress = (progress or Progress()) if main else Silent()
     rt = requested.resolved(device)
     run = Run(Path(run_dir))
     ds = open_dataset(data_root)
@@ -281,142 +283,165 @@ def train(
     if device.type != "cuda" and (requested.amp or requested.channels_last):
         say("note: on the CPU training runs in float32 in the default memory format; "
             "--amp and --channels-last apply on CUDA only")
+    return _Setup(run, ds, mc, cfg, rt, device, rank, processes, runtime_record, wanted, done, say, progress)
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(mc)
-    if cfg.pretrained and not done:  # a resumed run continues from its checkpoint instead
+
+def _build(s: _Setup) -> _Model:
+    """The seeded network (from pretrained weights on a fresh start), on the device, with its
+    optimiser and scaler; writes config.json once the weights are in hand."""
+    torch.manual_seed(s.cfg.seed)
+    model = build_model(s.mc)
+    if s.cfg.pretrained and not s.done:  # a resumed run continues from its checkpoint instead
         # Before anything is written: weights that cannot be had leave no run behind.
-        say(f"encoder starts from {load_pretrained(model, cfg.pretrained)}")
-    if main:
-        run.write_config(wanted)
-    model.to(device)
-    if rt.channels_last:
+        s.say(f"encoder starts from {load_pretrained(model, s.cfg.pretrained)}")
+    if s.main:
+        s.run.write_config(s.wanted)
+    model.to(s.device)
+    if s.rt.channels_last:
         model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
+    if s.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    opt = make_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=rt.amp)
-    start = 0
-    rows: list[dict[str, Any]] = []
-    if done:
-        path = run.checkpoint(done[-1])
-        ckpt = load_checkpoint(path, map_location=device)
-        check_model_config(ckpt["model_config"], mc.to_dict(), path, f"the run {run.root}")
-        try:
-            model.load_state_dict(ckpt["model"])
-        except (RuntimeError, KeyError) as e:
-            raise RunError(f"{path}: its weights do not fit its own model_config: {str(e)[:300]}") from None
-        opt.load_state_dict(ckpt["optimizer"])
-        if rt.amp and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start = ckpt["epoch"]
-        rows, lacking = _logged_rows(run, done, ckpt)
-        if lacking and main:
-            run.write_metrics(rows)  # put back what a kill took, even when no epoch is left to train
-        if start >= cfg.epochs:
-            say(f"all {cfg.epochs} epochs already trained")
-            return rows
-        say(f"resuming after epoch {start}")
-    # Every process starts from the same weights (DDP also broadcasts rank 0's at wrapping).
-    net: nn.Module = model
-    if processes > 1:
-        # 1×1 convolutions' weight gradients arrive with strides that differ from DDP's flat
-        # buckets only in their size-1 dimensions: same memory order, nothing to fix.
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        net = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
-        )
+    opt = make_optimizer(model, s.cfg)
+    scaler = torch.amp.GradScaler(s.device.type, enabled=s.rt.amp)
+    return _Model(model, opt, scaler, model)
 
+
+def _resume(s: _Setup, m: _Model) -> tuple[int, list[dict[str, Any]]]:
+    """Load the last checkpoint into ``m``; returns its epoch and the metrics rows so far (and
+    writes back to metrics.jsonl the rows a kill took from it)."""
+    path = s.run.checkpoint(s.done[-1])
+    ckpt = load_checkpoint(path, map_location=s.device)
+    check_model_config(ckpt["model_config"], s.mc.to_dict(), path, f"the run {s.run.root}")
+    try:
+        m.model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as e:
+        raise RunError(f"{path}: its weights do not fit its own model_config: {str(e)[:300]}") from None
+    m.opt.load_state_dict(ckpt["optimizer"])
+    if s.rt.amp and ckpt.get("scaler"):
+        m.scaler.load_state_dict(ckpt["scaler"])
+    rows, lacking = _logged_rows(s.run, s.done, ckpt)
+    if lacking and s.main:
+        s.run.write_metrics(rows)  # put back what a kill took, even when no epoch is left to train
+    return ckpt["epoch"], rows
+
+
+def _wrap(s: _Setup, model: nn.Module) -> nn.Module:
+    """``model`` itself, or under several processes its DistributedDataParallel wrapper."""
+    # Every process starts from the same weights (DDP also broadcasts rank 0's at wrapping).
+    if s.processes == 1:
+        return model
+    # 1×1 convolutions' weight gradients arrive with strides that differ from DDP's flat
+    # buckets only in their size-1 dimensions: same memory order, nothing to fix.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(
+        model, device_ids=[s.device.index] if s.device.type == "cuda" else None, gradient_as_bucket_view=True
+    )
+
+
+def _loaders(s: _Setup) -> _Loaders:
+    """This process's shard of the training and validation images (decoded into memory first
+    with ``preload``), each loader seeded by (seed, role, rank)."""
     t0 = time.monotonic()
-    pin = device.type == "cuda"
+    rt, cfg, rank, processes = s.rt, s.cfg, s.rank, s.processes
+    pin = s.device.type == "cuda"
     if rt.preload:
-        say(f"decoding {len(ds.train) + len(ds.val)} images into memory ...")
-    train_split = ImageSplit(ds.train, mc.image_size, rt.preload)
-    val_split = ImageSplit(ds.val, mc.image_size, rt.preload)
+        s.say(f"decoding {len(s.ds.train) + len(s.ds.val)} images into memory ...")
+    train_split = ImageSplit(s.ds.train, s.mc.image_size, rt.preload)
+    val_split = ImageSplit(s.ds.val, s.mc.image_size, rt.preload)
     if rt.preload:
-        say(f"decoded {len(train_split) + len(val_split)} images in {time.monotonic() - t0:.1f}s")
+        s.say(f"decoded {len(train_split) + len(val_split)} images in {time.monotonic() - t0:.1f}s")
     sampler = train_sampler(train_split, seed_of(cfg.seed, 0), rank, processes)
     local_batch = cfg.batch_size // processes
     train_loader = make_loader(train_split, sampler, local_batch, rt.workers, pin, seed_of(cfg.seed, 1, rank))
     val_loader = make_loader(val_split, ShardSampler(len(val_split), rank, processes), 256, rt.workers, pin,
                              seed_of(cfg.seed, 2, rank))
+    return _Loaders(sampler, train_loader, val_loader)
 
-    steps_per_epoch = len(train_loader)
-    k = min(5, ds.num_classes)
-    for epoch in range(start + 1, cfg.epochs + 1):
-        net.train()
-        sampler.set_epoch(epoch)
-        torch.manual_seed(seed_of(cfg.seed, epoch, rank, 0))  # dropout masks
-        gen = torch.Generator().manual_seed(seed_of(cfg.seed, epoch, rank, 1))  # augmentation
-        t_epoch = time.monotonic()
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # images, loss, top-1, top-5 hits
-        for i, batch in enumerate(train_loader):
-            images, labels = unpack(batch)
-            step = (epoch - 1) * steps_per_epoch + i
-            lr = cfg.lr * lr_factor(step, steps_per_epoch, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            images = images.to(device, non_blocking=True)  # (b, H, W, 3) uint8
-            labels = labels.to(device, non_blocking=True)  # (b,)
-            x = augment(to_float(images, mc.mean, mc.std), gen, cfg.hflip, cfg.rotation)  # (b, 3, H, W)
-            x, quarters = mosaic(x, labels, gen, cfg.mosaic)
-            if quarters is None:
-                x, targets = cutmix(x, labels, ds.num_classes, gen, cfg.cutmix)
-            else:
-                targets = F.one_hot(quarters, ds.num_classes).to(x.dtype).mean(1)  # (b, C)
-            if rt.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss, logits = train_step(net, opt, scaler, x, targets, rt.amp, quarters)
-            # A mosaic's four quarters each count as a quarter of an image, against its own label.
-            share = 1.0 if quarters is None else 0.25
-            hit1, hit5 = topk_hits(logits.reshape(-1, ds.num_classes), labels if quarters is None else
-                                   quarters.flatten(), k)
-            # Kept on the device, and no host tensor copied over: no synchronisation per step.
-            sums[0] += len(labels)
-            sums[1:] += torch.stack([loss * len(labels), hit1.sum() * share, hit5.sum() * share]).double()
-            status = partial(_status, epoch, cfg.epochs, i + 1, steps_per_epoch, sums, t_epoch, processes)
-            progress.update(status, force=i + 1 == steps_per_epoch)
-        seen, loss_sum, right, right5 = all_sum(sums.cpu(), device).tolist()
-        train_seconds = time.monotonic() - t_epoch
-        if processes > 1:
-            # BatchNorm running statistics were last updated from each process's own batch: use
-            # rank 0's everywhere, as the checkpoint does.
-            for buf in model.buffers():
-                dist.broadcast(buf, 0)
-        val = evaluate(model, val_loader, mc, device, rt.amp, rt.channels_last)
-        row = {
+
+def _train_epoch(s: _Setup, m: _Model, loaders: _Loaders, epoch: int) -> _Trained:
+    """One pass over the training shard, reseeded by (seed, epoch, rank); its sums over processes."""
+    cfg, mc, rt, device = s.cfg, s.mc, s.rt, s.device
+    num_classes = s.ds.num_classes
+    steps_per_epoch = len(loaders.train)
+    k = min(5, num_classes)
+    m.net.train()
+    loaders.sampler.set_epoch(epoch)
+    torch.manual_seed(seed_of(cfg.seed, epoch, s.rank, 0))  # dropout masks
+    gen = torch.Generator().manual_seed(seed_of(cfg.seed, epoch, s.rank, 1))  # augmentation
+    t_epoch = time.monotonic()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # images, loss, top-1, top-5 hits
+    for i, batch in enumerate(loaders.train):
+        images, labels = unpack(batch)
+        step = (epoch - 1) * steps_per_epoch + i
+        lr = cfg.lr * lr_factor(step, steps_per_epoch, cfg)
+        for group in m.opt.param_groups:
+            group["lr"] = lr
+        images = images.to(device, non_blocking=True)  # (b, H, W, 3) uint8
+        labels = labels.to(device, non_blocking=True)  # (b,)
+        x = augment(to_float(images, mc.mean, mc.std), gen, cfg.hflip, cfg.rotation)  # (b, 3, H, W)
+        x, quarters = mosaic(x, labels, gen, cfg.mosaic)
+        if quarters is None:
+            x, targets = cutmix(x, labels, num_classes, gen, cfg.cutmix)
+        else:
+            targets = F.one_hot(quarters, num_classes).to(x.dtype).mean(1)  # (b, C)
+        if rt.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss, logits = train_step(m.net, m.opt, m.scaler, x, targets, rt.amp, quarters)
+        # A mosaic's four quarters each count as a quarter of an image, against its own label.
+        share = 1.0 if quarters is None else 0.25
+        hit1, hit5 = topk_hits(logits.reshape(-1, num_classes), labels if quarters is None else
+                               quarters.flatten(), k)
+        # Kept on the device, and no host tensor copied over: no synchronisation per step.
+        sums[0] += len(labels)
+        sums[1:] += torch.stack([loss * len(labels), hit1.sum() * share, hit5.sum() * share]).double()
+        status = partial(_status, epoch, cfg.epochs, i + 1, steps_per_epoch, sums, t_epoch, s.processes)
+        s.progress.update(status, force=i + 1 == steps_per_epoch)
+    seen, loss_sum, right, right5 = all_sum(sums.cpu(), device).tolist()
+    return _Trained(seen, loss_sum, right, right5, lr, epoch * steps_per_epoch, t_epoch, time.monotonic() - t_epoch)
+
+
+def _end_epoch(s: _Setup, m: _Model, val_loader: DataLoader, epoch: int, t: _Trained,
+               rows: list[dict[str, Any]]) -> None:
+    """Validate, append the epoch's metrics row to ``rows``, and (rank 0) save its checkpoint and
+    metrics.jsonl."""
+    if s.processes > 1:
+        # BatchNorm running statistics were last updated from each process's own batch: use
+        # rank 0's everywhere, as the checkpoint does.
+        for buf in m.model.buffers():
+            dist.broadcast(buf, 0)
+    val = evaluate(m.model, val_loader, s.mc, s.device, s.rt.amp, s.rt.channels_last)
+    row = {
+        "epoch": epoch,
+        "train_loss": t.loss_sum / t.seen,
+        "train_top1": t.right / t.seen,
+        "train_top5": t.right5 / t.seen,
+        "val_loss": val["loss"],
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "val_class_top1": val["class_top1"],
+        "lr": t.lr,
+        "steps": t.steps,
+        "train_images": int(t.seen),  # over all processes; DistributedSampler pads with repeats
+        "seconds": time.monotonic() - t.t_epoch,
+        "images_per_s": t.seen / t.seconds,
+    }
+    rows.append(row)
+    if s.main:
+        ckpt = {
             "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "train_top1": right / seen,
-            "train_top5": right5 / seen,
-            "val_loss": val["loss"],
-            "val_top1": val["top1"],
-            "val_top5": val["top5"],
-            "val_class_top1": val["class_top1"],
-            "lr": lr,
-            "steps": epoch * steps_per_epoch,
-            "train_images": int(seen),  # over all processes; DistributedSampler pads with repeats
-            "seconds": time.monotonic() - t_epoch,
-            "images_per_s": seen / train_seconds,
+            "model_config": s.mc.to_dict(),
+            "train_config": asdict(s.cfg),
+            "runtime": s.runtime_record,
+            "dataset": s.wanted["dataset"],
+            "model": m.model.state_dict(),
+            "optimizer": m.opt.state_dict(),
+            "scaler": m.scaler.state_dict() if s.rt.amp else None,
+            "metrics": row,
         }
-        rows.append(row)
-        if main:
-            ckpt = {
-                "epoch": epoch,
-                "model_config": mc.to_dict(),
-                "train_config": asdict(cfg),
-                "runtime": runtime_record,
-                "dataset": wanted["dataset"],
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict() if rt.amp else None,
-                "metrics": row,
-            }
-            save_checkpoint(run.checkpoint(epoch), ckpt)
-            run.write_metrics(rows)
-        progress.done(
-            f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.3f} top-1 {row['train_top1']:.3f} | "
-            f"val loss {row['val_loss']:.3f} top-1 {row['val_top1']:.3f} top-5 {row['val_top5']:.3f} | "
-            f"lr {lr:.2e}  {row['images_per_s']:.0f} img/s  {row['seconds']:.0f}s"
-        )
-    return rows
+        save_checkpoint(s.run.checkpoint(epoch), ckpt)
+        s.run.write_metrics(rows)
+    s.progress.done(
+        f"epoch {epoch}/{s.cfg.epochs}: train loss {row['train_loss']:.3f} top-1 {row['train_top1']:.3f} | "
+        f"val loss {row['val_loss']:.3f} top-1 {row['val_top1']:.3f} top-5 {row['val_top5']:.3f} | "
+        f"lr {t.lr:.2e}  {row['images_per_s']:.0f} img/s  {row['seconds']:.0f}s"
+    )
