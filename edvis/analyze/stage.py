@@ -49,7 +49,7 @@ from edvis.analyze.outputs import (
 )
 from edvis.data import CLEAN, order_settings, setting_kind
 from edvis.errors import EdvisError, UsageError
-from edvis.run import RenderStore, Run, RunError, Unit, atomic, model_label
+from edvis.run import RenderStore, Run, RunError, Unit, atomic, model_label, same_validation_set
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +327,7 @@ def analyze_run(
     if compare is not None:
         other = Run(Path(compare))
         other_store = RenderStore(other.render_dir)
-        theirs = other_store.manifest()
-        if theirs.get("dataset", {}).get("fingerprint") != manifest.get("dataset", {}).get("fingerprint") \
-                or theirs["val"]["labels"] != manifest["val"]["labels"]:
+        if not same_validation_set(other_store.manifest(), manifest):
             raise AnalysisError(f"--compare {compare}: its render store was made from another validation set "
                                 f"than {run.root}'s; compare runs on the same dataset")
         stores.append(other_store)
