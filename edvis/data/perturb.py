@@ -34,12 +34,14 @@ from edvis.errors import UsageError
 
 __all__ = [
     "GREY",
+    "OPENCV_FIXED_KERNELS",
     "PAPER_SETTINGS",
     "PERTURBATIONS",
     "SEVERITIES",
     "Perturbation",
     "apply",
     "blur",
+    "blur_kernel",
     "brightness",
     "channels",
     "contrast",
@@ -136,49 +138,96 @@ def channels(image: np.ndarray, order: str) -> np.ndarray:
     return image[:, :, source].copy()
 
 
-def opencv_sigma(ksize: int) -> float:
-    """The σ OpenCV's ``GaussianBlur`` uses for kernel size ``ksize`` when sigma is 0.
-
-    ``σ = 0.3 · ((ksize − 1) · 0.5 − 1) + 0.8``; 0.8 for ksize 3 and 1.1 for ksize 5.
-    """
-    if isinstance(ksize, bool) or not isinstance(ksize, (int, np.integer)) or ksize < 1 \
+def _check_ksize(ksize: Any) -> int:
+    """Return ``ksize`` as an int if it is a positive odd integer (bool excluded)."""
+    if isinstance(ksize, (bool, np.bool_)) or not isinstance(ksize, (int, np.integer)) or ksize < 1 \
             or ksize % 2 == 0:
         raise UsageError(f"ksize must be a positive odd integer, got {ksize!r}")
+    return int(ksize)
+
+
+def opencv_sigma(ksize: int) -> float:
+    """OpenCV's σ rule for sigma 0: ``σ = 0.3 · ((ksize − 1) · 0.5 − 1) + 0.8`` (2.6 for ksize 15).
+
+    OpenCV samples a Gaussian of this σ only for ksize 11 and up. For ksize 1, 3, 5, 7 and 9
+    (σ 0.5, 0.8, 1.1, 1.4 and 1.7 by the rule) it takes the fixed kernels of
+    :data:`OPENCV_FIXED_KERNELS` instead, and so does :func:`blur`.
+    """
+    ksize = _check_ksize(ksize)
     return 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
+
+
+OPENCV_FIXED_KERNELS: dict[int, tuple[int, ...]] = {
+    1: (256,),
+    3: (64, 128, 64),
+    5: (16, 64, 96, 64, 16),
+    7: (8, 28, 56, 72, 56, 28, 8),
+    9: (4, 13, 30, 51, 60, 51, 30, 13, 4),
+}
+"""OpenCV's fixed 1-D Gaussian kernels for sigma 0, in 1/256 units (each sums to 256).
+
+``cv2.getGaussianKernel(k, 0)`` returns ``OPENCV_FIXED_KERNELS[k] / 256`` for these k, e.g.
+[1, 2, 1] / 4 for k = 3 and [1, 4, 6, 4, 1] / 16 for k = 5; they are not sampled Gaussians of
+σ = :func:`opencv_sigma`. Every weight is a multiple of 1/256, so OpenCV's 8-bit fixed-point
+path applies them without rounding.
+"""
+
+
+def blur_kernel(ksize: int) -> np.ndarray:
+    """The 1-D kernel :func:`blur` uses: ``cv2.getGaussianKernel(ksize, 0)``, float64, sums to 1."""
+    ksize = _check_ksize(ksize)
+    if ksize not in OPENCV_FIXED_KERNELS:
+        raise UsageError(f"ksize must be one of {sorted(OPENCV_FIXED_KERNELS)} "
+                         f"(the sizes OpenCV has fixed kernels for), got {ksize}")
+    return np.array(OPENCV_FIXED_KERNELS[ksize], dtype=np.float64) / 256
 
 
 def gaussian_kernel_1d(ksize: int, sigma: float) -> np.ndarray:
     """The normalised 1-D Gaussian of odd length ``ksize``: weights ∝ exp(−x² / (2σ²)), x centred."""
-    if isinstance(ksize, bool) or not isinstance(ksize, (int, np.integer)) or ksize < 1 \
-            or ksize % 2 == 0:
-        raise UsageError(f"ksize must be a positive odd integer, got {ksize!r}")
+    ksize = _check_ksize(ksize)
     sigma = _check_number(sigma, "sigma", low=0.0, low_inclusive=False)
     x = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
     weights = np.exp(-(x ** 2) / (2 * sigma ** 2))
     return weights / weights.sum()
 
 
-def _convolve_separable(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Convolve rows then columns with a symmetric 1-D kernel; reflect-101 border; float64 out.
+def _pad_reflect101(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Pad ``radius`` values on both sides of ``axis`` with OpenCV's ``BORDER_REFLECT_101``.
 
-    numpy's ``"reflect"`` padding is OpenCV's ``BORDER_REFLECT_101`` (gfedcb|abcdefgh|gfedcba),
-    repeated as often as needed when the kernel is wider than the image.
+    numpy's ``"reflect"`` mode is reflect-101 (gfedcb|abcdefgh|gfedcba), repeated as often as
+    needed when the kernel is wider than the image; a length-1 axis repeats its one value, as
+    OpenCV's ``borderInterpolate`` does.
+    """
+    widths = [(0, 0)] * values.ndim
+    widths[axis] = (radius, radius)
+    return np.pad(values, widths, mode="reflect")
+
+
+def _convolve_separable(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve rows then columns with a symmetric 1-D kernel; reflect-101 border.
+
+    The arithmetic follows ``kernel``'s dtype: float64 weights give a float64 sum, integer
+    weights an exact integer sum (int64).
     """
     radius = len(kernel) // 2
-    out = image.astype(np.float64)
+    dtype = np.int64 if np.issubdtype(kernel.dtype, np.integer) else np.float64
+    out = image.astype(dtype)
     height, width = out.shape[:2]
-    padded = np.pad(out, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
-    out = sum(w * padded[:, i:i + width] for i, w in enumerate(kernel))
-    padded = np.pad(out, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
-    return sum(w * padded[i:i + height] for i, w in enumerate(kernel))
+    padded = _pad_reflect101(out, radius, axis=1)
+    out = sum(w * padded[:, i:i + width] for i, w in enumerate(kernel.tolist()))
+    padded = _pad_reflect101(out, radius, axis=0)
+    return sum(w * padded[i:i + height] for i, w in enumerate(kernel.tolist()))
 
 
 def gaussian_blur(image: np.ndarray, sigma: float, ksize: int | None = None) -> np.ndarray:
     """Gaussian blur with standard deviation ``sigma`` (pixels), separable, reflect-101 border.
 
     Without ``ksize`` the kernel size follows OpenCV's rule for 8-bit images,
-    ``ksize = round(6σ + 1) | 1`` (so the kernel spans about ±3σ). The result is computed in
-    float64 and rounded half to even.
+    ``ksize = round(6σ + 1) | 1`` (so the kernel spans about ±3σ). The kernel is
+    :func:`gaussian_kernel_1d`; the sum is computed in float64 and rounded half to even. This is
+    close to, not equal to, ``cv2.GaussianBlur(image, (ksize, ksize), sigma)``: OpenCV rounds
+    each weight to a multiple of 1/256 first, and the two differ by up to 2 grey levels
+    (measured by tests/data/test_perturb.py on the registered ``gaussian_blur-*`` settings).
     """
     _check_image(image)
     sigma = _check_number(sigma, "sigma", low=0.0, low_inclusive=False)
@@ -189,14 +238,20 @@ def gaussian_blur(image: np.ndarray, sigma: float, ksize: int | None = None) -> 
 
 
 def blur(image: np.ndarray, ksize: int) -> np.ndarray:
-    """The paper's blur: what ``cv2.GaussianBlur(image, (ksize, ksize), 0)`` computes.
+    """The paper's blur: exactly what ``cv2.GaussianBlur(image, (ksize, ksize), 0)`` computes.
 
-    σ comes from :func:`opencv_sigma`; the kernel is the normalised ``ksize``-tap Gaussian,
-    applied separably with a reflect-101 border (OpenCV's default). OpenCV's 8-bit path uses
-    fixed-point arithmetic, so the two may differ by one grey level in places.
+    ``ksize`` is 1, 3, 5, 7 or 9, the sizes for which OpenCV uses a fixed kernel
+    (:data:`OPENCV_FIXED_KERNELS`, in 1/256 units) rather than one derived from σ. The kernel is
+    applied to rows, then columns, in exact integer arithmetic with a reflect-101 border
+    (OpenCV's default); the sum ``S`` (in 1/65536 units) is rounded half up,
+    ``(S + 32768) >> 16``, as OpenCV's 8-bit fixed-point path does. The result equals OpenCV's
+    bit for bit.
     """
     _check_image(image)
-    return gaussian_blur(image, opencv_sigma(ksize), ksize)
+    blur_kernel(ksize)  # validates ksize, naming it
+    kernel = np.array(OPENCV_FIXED_KERNELS[int(ksize)], dtype=np.int64)
+    total = _convolve_separable(image, kernel)
+    return ((total + (1 << 15)) >> 16).astype(np.uint8)
 
 
 def contrast(image: np.ndarray, factor: float) -> np.ndarray:

@@ -86,52 +86,187 @@ def test_gray_luma_by_hand():
 # ------------------------------------------------------------------ blur
 
 
-def hand_kernel(ksize: int) -> np.ndarray:
-    sigma = {3: 0.8, 5: 1.1}[ksize]  # 0.3*((k-1)*0.5 - 1) + 0.8
-    half = ksize // 2
-    w = [math.exp(-(x * x) / (2 * sigma * sigma)) for x in range(-half, half + 1)]
-    return np.array(w) / sum(w)
-
-
 def test_opencv_sigma_rule():
     assert perturb.opencv_sigma(3) == pytest.approx(0.8)
     assert perturb.opencv_sigma(5) == pytest.approx(1.1)
     assert perturb.opencv_sigma(7) == pytest.approx(1.4)
 
 
-@pytest.mark.parametrize("ksize", [3, 5])
-def test_blurred_impulse_is_the_kernel(ksize):
+def test_blur_kernels_are_opencvs_fixed_tables():
+    # [1, 2, 1] / 4 and [1, 4, 6, 4, 1] / 16, not sampled Gaussians of sigma 0.8 and 1.1
+    assert perturb.blur_kernel(3).tolist() == [0.25, 0.5, 0.25]
+    assert perturb.blur_kernel(5).tolist() == [0.0625, 0.25, 0.375, 0.25, 0.0625]
+    assert perturb.blur_kernel(7).tolist() == [x / 64 for x in (2, 7, 14, 18, 14, 7, 2)]
+    for ksize, taps in perturb.OPENCV_FIXED_KERNELS.items():
+        assert sum(taps) == 256 and len(taps) == ksize and taps == taps[::-1]
+
+
+def test_blurred_impulse_rounds_half_up():
+    # value 200 at the centre: output = 200 * (a * b) / 256 for tap weights a, b (in sixteenths for
+    # k = 5, quarters for k = 3), rounded half up as OpenCV's fixed-point path does.
     image = np.zeros((9, 9, 3), dtype=np.uint8)
-    image[4, 4] = 255
-    out = PERTURBATIONS[f"blur{ksize}"](image, 0).astype(int)
-    k1 = hand_kernel(ksize)
-    expected = np.zeros((9, 9))
-    h = ksize // 2
-    expected[4 - h:4 + h + 1, 4 - h:4 + h + 1] = 255 * np.outer(k1, k1)
-    for c in range(3):
-        assert np.abs(out[..., c] - expected).max() <= 0.5 + 1e-9
-    # centre by hand: k=3: w = exp(-1/1.28) = 0.45783, centre = 1/1.91566 = 0.52201,
-    # 255 * 0.52201^2 = 69.49; k=5: centre = 1/2.70600 = 0.36955, 255 * 0.36955^2 = 34.82
-    assert out[4, 4, 0] == {3: 69, 5: 35}[ksize]
+    image[4, 4] = 200
+    out3 = PERTURBATIONS["blur3"](image, 0)[..., 0]
+    # 200*4/16 = 50, 200*2/16 = 25, 200*1/16 = 12.5 -> 13 (half to even would give 12)
+    assert out3[3:6, 3:6].tolist() == [[13, 25, 13], [25, 50, 25], [13, 25, 13]]
+    assert out3.sum() == 13 * 4 + 25 * 4 + 50
+    out5 = PERTURBATIONS["blur5"](image, 0)[..., 0]
+    # 200 * w / 256 for w = 1, 4, 6, 16, 24, 36: 0.78 -> 1, 3.125 -> 3, 4.69 -> 5, 12.5 -> 13,
+    # 18.75 -> 19, 28.125 -> 28
+    assert out5[2, 2:7].tolist() == [1, 3, 5, 3, 1]
+    assert out5[3, 2:7].tolist() == [3, 13, 19, 13, 3]
+    assert out5[4, 2:7].tolist() == [5, 19, 28, 19, 5]
+    assert np.array_equal(out5, out5.T) and np.array_equal(out5, out5[::-1, ::-1])
+    assert all(np.array_equal(PERTURBATIONS["blur5"](image, 0)[..., c], out5) for c in (1, 2))
 
 
 def test_blur_reflect101_border_keeps_flat_image():
     image = flat(77, 5, 6)
     assert np.array_equal(PERTURBATIONS["blur5"](image, 0), image)
     assert np.array_equal(PERTURBATIONS["gaussian_blur-5"](image, 0), image)
+    assert np.array_equal(perturb.blur(flat(255, 1, 1), 9), flat(255, 1, 1))
 
 
 def test_blur_reflect101_at_corner():
-    # impulse at the corner (0, 0) of a 5x5 image; reflect-101 mirrors about the edge pixel, so the
-    # edge pixel itself is not doubled: the corner value is 255 * centre^2, same as in the middle.
+    # impulse 200 at the corner (0, 0) of a 5x5 image; reflect-101 mirrors about the edge pixel, so
+    # the edge pixel itself is not repeated: the corner gets 200 * 4/16 = 50, as in the middle
+    # (reflect without 101 would give 200 * (3/4)^2 = 112.5). (0, 1) and (1, 0): 200 * 2/16 = 25;
+    # (1, 1): 200 * 1/16 = 12.5 -> 13.
     image = np.zeros((5, 5, 3), dtype=np.uint8)
-    image[0, 0] = 255
-    out = PERTURBATIONS["blur3"](image, 0)
-    k1 = hand_kernel(3)
-    assert out[0, 0, 0] == round(255 * k1[1] ** 2)  # 69
-    # (0, 1): neighbour weights: row weight k1[1], column weight k1[0] -> 255*0.52201*0.23892 = 31.8;
-    # (1, 0) by symmetry; the reflected copy at (0, -1) doesn't reach column 1.
-    assert out[0, 1, 0] == round(255 * k1[1] * k1[0]) == 32
+    image[0, 0] = 200
+    out = PERTURBATIONS["blur3"](image, 0)[..., 0]
+    assert out[:2, :2].tolist() == [[50, 25], [25, 13]]
+    assert out[2:].sum() == 0 and out[:, 2:].sum() == 0
+
+
+def test_blur_of_a_tiny_image_repeats_the_border():
+    # 1x2 image [a, b], k = 5. Reflect-101 maps column -2 -> 0, -1 -> 1, 2 -> 0, 3 -> 1, so
+    # column 0 sees (a, b, a, b, a) and column 1 sees (b, a, b, a, b) under taps (1, 4, 6, 4, 1):
+    # 8 sixteenths on a and 8 on b, i.e. (a + b) / 2 in both. The one row reflects onto itself.
+    image = np.zeros((1, 2, 3), dtype=np.uint8)
+    image[0, 0] = 100
+    image[0, 1] = 51
+    out = perturb.blur(image, 5)
+    assert out[..., 0].tolist() == [[76, 76]]  # 75.5 rounded half up
+
+
+# ------------------------------------------------------------------ blur against OpenCV
+
+try:
+    import cv2
+except ImportError:  # the dev extra (pip install -e .[dev]) brings opencv-python-headless
+    cv2 = None
+
+needs_cv2 = pytest.mark.skipif(
+    cv2 is None, reason="cv2 is not importable: install the dev extra (opencv-python-headless)")
+
+
+def _real_images() -> list[np.ndarray]:
+    """A photograph (matplotlib's grace_hopper.jpg) and a screenshot of the site, cropped to
+    several sizes, some smaller than a kernel."""
+    import matplotlib.cbook
+    from PIL import Image
+
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
+        photo = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    with Image.open(REPO / "docs/img/site-home.png") as im:
+        screen = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    crops = [photo, photo[100:164, 200:264], photo[300:303, 10:12], photo[50:51, :40],
+             screen[:224, :224], screen[300:337, 500:553], screen[:5, :4]]
+    return [np.ascontiguousarray(c) for c in crops]
+
+
+def _random_images() -> list[np.ndarray]:
+    sizes = [(1, 1), (1, 7), (2, 3), (5, 4), (8, 9), (16, 16), (37, 53), (64, 64), (224, 224)]
+    images = [random_image(seed, h, w) for seed, (h, w) in enumerate(sizes)]
+    checker = np.indices((32, 32)).sum(axis=0) % 2 * 255  # extremes: 0/255 checkerboard
+    images.append(np.repeat(checker[:, :, None], 3, axis=2).astype(np.uint8))
+    images.append(flat(255, 7, 7))
+    return images
+
+
+BLUR_SETTINGS = sorted(name for name, p in PERTURBATIONS.items() if p.kind == "blur")
+SIGMA_SETTINGS = sorted(name for name, p in PERTURBATIONS.items() if p.kind == "gaussian_blur")
+
+
+def test_the_blur_settings_are_the_papers():
+    assert BLUR_SETTINGS == ["blur3", "blur5"]
+    assert SIGMA_SETTINGS == [f"gaussian_blur-{s}" for s in range(1, 6)]
+
+
+@needs_cv2
+@pytest.mark.parametrize("ksize", sorted(perturb.OPENCV_FIXED_KERNELS))
+def test_blur_kernel_equals_opencv_get_gaussian_kernel(ksize):
+    assert perturb.blur_kernel(ksize).tolist() == cv2.getGaussianKernel(ksize, 0).ravel().tolist()
+
+
+@needs_cv2
+@pytest.mark.parametrize("name", SIGMA_SETTINGS)
+def test_gaussian_kernel_matches_opencv_get_gaussian_kernel(name):
+    sigma = PERTURBATIONS[name].params["sigma"]
+    ksize = round(6 * sigma + 1) | 1
+    expected = cv2.getGaussianKernel(ksize, sigma).ravel()
+    # OpenCV sums and normalises in another order and with its own exp: a few ulps apart
+    assert np.abs(perturb.gaussian_kernel_1d(ksize, sigma) - expected).max() < 1e-15
+
+
+@needs_cv2
+@pytest.mark.parametrize("ksize", sorted(perturb.OPENCV_FIXED_KERNELS))
+@pytest.mark.parametrize("source", ["random", "real"])
+def test_blur_equals_opencv_exactly(ksize, source):
+    images = _random_images() if source == "random" else _real_images()
+    for image in images:
+        expected = cv2.GaussianBlur(image, (ksize, ksize), 0)
+        assert np.array_equal(perturb.blur(image, ksize), expected), image.shape
+
+
+@needs_cv2
+@pytest.mark.parametrize("name", BLUR_SETTINGS)
+def test_blur_settings_equal_opencv_exactly(name):
+    ksize = PERTURBATIONS[name].params["ksize"]
+    images = _random_images() + _real_images()
+    batch = np.stack([random_image(seed, 20, 24) for seed in range(4)])
+    assert np.array_equal(apply(name, batch, np.arange(4)),
+                          np.stack([cv2.GaussianBlur(i, (ksize, ksize), 0) for i in batch]))
+    for image in images:
+        assert np.array_equal(PERTURBATIONS[name](image, 0), cv2.GaussianBlur(image, (ksize, ksize), 0))
+
+
+def _opencv_fixed_point_taps(ksize: int, sigma: float) -> np.ndarray:
+    """OpenCV's 8-bit kernel for an explicit sigma, in 1/256 units, read back from OpenCV itself.
+
+    A 1-row impulse of 255 blurred with a (ksize, 1) kernel gives round(255 * q / 256) at tap q,
+    which is q itself for q <= 128 (every tap but the centre); the taps sum to 256.
+    """
+    row = np.zeros((1, 2 * ksize + 1, 3), dtype=np.uint8)
+    row[0, ksize] = 255
+    out = cv2.GaussianBlur(row, (ksize, 1), sigma)[0, ksize - ksize // 2:ksize + ksize // 2 + 1, 0]
+    taps = out.astype(np.int64)
+    taps[ksize // 2] = 256 - (taps.sum() - taps[ksize // 2])
+    return taps
+
+
+@needs_cv2
+@pytest.mark.parametrize("name", SIGMA_SETTINGS)
+def test_gaussian_blur_settings_near_opencv(name):
+    """gaussian_blur keeps its float64 kernel; OpenCV rounds every weight to 1/256 first.
+
+    Per pixel, |float sum - OpenCV's sum| <= bound = 255 * sum |w_i w_j - q_i q_j / 65536| over the
+    2-D taps, so the rounded outputs differ by at most floor(bound) + 1. On these images the
+    difference measured is at most 2 (what docs/perturbations.md states).
+    """
+    sigma = PERTURBATIONS[name].params["sigma"]
+    ksize = round(6 * sigma + 1) | 1
+    w = perturb.gaussian_kernel_1d(ksize, sigma)
+    q = _opencv_fixed_point_taps(ksize, sigma) / 256
+    bound = 255 * np.abs(np.outer(w, w) - np.outer(q, q)).sum()
+    measured = 0
+    for image in _random_images() + _real_images():
+        diff = np.abs(PERTURBATIONS[name](image, 0).astype(int)
+                      - cv2.GaussianBlur(image, (ksize, ksize), sigma).astype(int)).max()
+        assert diff <= math.floor(bound) + 1, image.shape
+        measured = max(measured, int(diff))
+    assert measured <= 2
 
 
 # ------------------------------------------------------------------ channels
@@ -340,6 +475,8 @@ def test_bad_parameters_raise_naming_argument():
         perturb.gaussian_blur(image, 0)
     with pytest.raises(ValueError, match="ksize"):
         perturb.blur(image, 4)
+    with pytest.raises(ValueError, match="ksize must be one of"):
+        perturb.blur(image, 11)  # OpenCV samples a Gaussian there: not a fixed kernel
     with pytest.raises(ValueError, match="factor"):
         perturb.contrast(image, -0.5)
     with pytest.raises(ValueError, match="offset"):
@@ -371,9 +508,10 @@ def test_apply_validates_arguments():
 # ------------------------------------------------------------------ no torch
 
 
-def test_import_does_not_import_torch():
+def test_import_does_not_import_torch_or_opencv():
+    code = "import sys, edvis.data.perturb; sys.exit('torch' in sys.modules or 'cv2' in sys.modules)"
     result = subprocess.run(
-        [sys.executable, "-c", "import sys, edvis.data.perturb; sys.exit('torch' in sys.modules)"],
+        [sys.executable, "-c", code],
         cwd=REPO,
         check=False,
     )
