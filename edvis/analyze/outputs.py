@@ -3,14 +3,14 @@
 No file access and no torch: :mod:`edvis.analyze.stage` streams the store into a
 :class:`Gathered` (and a :class:`Compared` for ``--compare``), :func:`build_outputs` shapes
 them, and the stage writes what comes back. Every float is rounded to ``DIGITS`` decimals;
-NaN and infinity become ``null`` in JSON and an empty cell in CSV. The schema is
+NaN and infinity become ``null`` in JSON and an empty cell in CSV. JSON keeps every text exactly;
+in CSV a text cell is made spreadsheet-safe (:mod:`edvis.run.tables`: a leading ``=``, ``+``,
+``-``, ``@``, tab or carriage return gets a ``'`` in front) and double-quoted. The schema is
 ``docs/analysis.md``'s; ``SCHEMA_VERSION`` changes whenever it does.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from collections.abc import Iterable, Iterator
@@ -21,6 +21,7 @@ import numpy as np
 
 from edvis.analyze import metrics as A
 from edvis.data import CLEAN
+from edvis.run.tables import csv_text
 
 log = logging.getLogger(__name__)
 
@@ -120,24 +121,15 @@ def _ints(values: Iterable[Any]) -> list[int]:
     return [int(v) for v in values]
 
 
-def _cell(v: Any) -> str:
-    if isinstance(v, list):
-        return " ".join(str(i) for i in v)
-    if isinstance(v, str):
-        return v
-    v = _num(v)
-    if v is None:
-        return ""
-    return f"{v:.{DIGITS}f}" if isinstance(v, float) else str(v)
+def _number(x: float) -> str:
+    """A float cell: rounded to ``DIGITS`` decimals, always written with them."""
+    return f"{round(float(x), DIGITS):.{DIGITS}f}"
 
 
 def _csv(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
-    return buf.getvalue()
+    """A CSV table through :func:`edvis.run.tables.csv_text`: text cells (class names, wnids,
+    settings, model names) made spreadsheet-safe and quoted, numbers as edvis formats them."""
+    return csv_text(columns, ([r.get(c) for c in columns] for r in rows), number=_number)
 
 
 def _top(rows: list[dict[str, Any]], epoch: int) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from edvis.analyze.outputs import (
 )
 from edvis.data import CLEAN, order_settings, setting_kind
 from edvis.errors import EdvisError, UsageError
-from edvis.run import RenderStore, Run, RunError, Unit, atomic, model_label, same_validation_set
+from edvis.run import RenderStore, Run, RunError, Unit, atomic, model_label, same_validation_set, tables
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +294,10 @@ def _model_name(run: Run) -> str:
 
 
 def inputs_digest(stores: list[RenderStore], params: dict[str, Any]) -> str:
-    """sha256 over the parameters, the analysis package's code, each store's manifest and every
-    unit's size and mtime."""
+    """sha256 over the parameters, the analysis package's code (and the CSV rule it writes by),
+    each store's manifest and every unit's size and mtime."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    for module in sorted(Path(__file__).parent.glob("*.py")):
+    for module in [*sorted(Path(__file__).parent.glob("*.py")), Path(tables.__file__)]:
         h.update(module.name.encode())
         h.update(module.read_bytes())
     for store in stores:

@@ -5,7 +5,7 @@ target), ``checkpoint`` (the checkpoint format; torch only when one is read or w
 ``store`` (the render store and its unit format). Every stage reads and writes through these names.
 """
 
-from edvis.run import atomic
+from edvis.run import atomic, tables
 from edvis.run.checkpoint import CHECKPOINT_SCHEMA, load_checkpoint, save_checkpoint
 from edvis.run.folder import RUN_SCHEMA, Run, RunError, check_model_config, model_label
 from edvis.run.lock import LockedError, writer_lock
@@ -21,9 +21,10 @@ from edvis.run.store import (
     softmax,
     summarise,
 )
+from edvis.run.tables import csv_cell, csv_text, spreadsheet_safe
 
 __all__ = [
     "ARRAYS", "CHECKPOINT_SCHEMA", "LAYERS", "OPTIONAL", "RUN_SCHEMA", "UNIT_FORMAT", "LockedError", "RenderStore", "Run",
     "RunError", "StoreError", "Unit", "atomic", "check_model_config", "load_checkpoint", "model_label", "same_validation_set",
-    "save_checkpoint", "softmax", "summarise", "writer_lock",
+    "save_checkpoint", "softmax", "spreadsheet_safe", "summarise", "tables", "writer_lock", "csv_cell", "csv_text",
 ]

@@ -360,3 +360,65 @@ def test_top5_by_epoch_and_a_compared_runs_top5_on_seven_classes(tmp_path):
     # every top-1 probability is 0.4 (float32 0.400000006): bin 8; five right, two wrong
     (h,) = doc["confidence_histogram"]
     assert h["right"] == [0] * 8 + [5] + [0] * 11 and h["wrong"] == [0] * 8 + [2] + [0] * 11
+
+
+# -- spreadsheet-safe CSV ---------------------------------------------------------------------
+
+HOSTILE = ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", 'eel, "moray"', '=a,"b"']
+
+
+@pytest.mark.parametrize("wnids, names", [
+    (HOSTILE[0:3], HOSTILE[3:6]),  # every OWASP first character, as wnids and as names
+    (["n0", HOSTILE[6], HOSTILE[7]], [HOSTILE[7], "plain", HOSTILE[6]]),  # commas and quotes too
+])
+def test_csv_cells_are_spreadsheet_safe_and_json_keeps_the_text(tmp_path, wnids, names):
+    run = tmp_path / "run"
+    store = RenderStore(run / "render")
+    store.init({**manifest(), "dataset": {"fingerprint": "hand", "wnids": wnids, "names": names}})
+    e1_maps = MAPS.copy()
+    e1_maps[4:] *= -1  # class 2's maps at epoch 1 are the negatives of epoch 2's: similarity −1
+    write_unit(store, "clean", 1, [0, 1, 1, 1, 0, 2], e1_maps)
+    write_unit(store, "clean", 2, [0, 0, 1, 1, 2, 0])  # image 5 (class 2) taken for class 0
+    write_unit(store, "gray", 2, [2, 0, 1, 1, 2, 0])  # image 0 flips: p_true_change < 0
+    cam = tmp_path / HOSTILE[3]  # the compared model is named after its folder: @SUM(A1)
+    other = RenderStore(cam / "render")
+    other.init({**manifest(), "dataset": {"fingerprint": "hand", "wnids": wnids, "names": names}})
+    write_unit(other, "clean", 1, LABELS)
+    doc = strict_json(analyze_run(run, compare=cam))
+
+    # JSON: the exact text, no quote added
+    assert [c["wnid"] for c in doc["classes"]] == wnids and [c["name"] for c in doc["classes"]] == names
+    assert doc["compare"]["model"] == HOSTILE[3]
+    pair = {p["setting"]: p["pairs"] for p in doc["confused_pairs"]}["clean"][0]
+    assert (pair["a_wnid"], pair["b_wnid"], pair["b_name"]) == (wnids[0], wnids[2], names[2])
+
+    def safe(text):  # OWASP: a quote before = + - @ tab CR; by hand, not by edvis.run.tables
+        return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+    def read(name):
+        with open(run / "analysis" / name, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    classes = read("classes.csv")
+    assert [r["wnid"] for r in classes] == [safe(w) for w in wnids]
+    assert [r["name"] for r in classes] == [safe(n) for n in names]
+    assert [r["index"] for r in classes] == ["0", "1", "2"]
+    assert {r["wnid"] for r in read("class_epochs.csv")} == {safe(w) for w in wnids}
+    confusion = read("confusion.csv")
+    assert {(r["true"], r["true_wnid"]) for r in confusion} == {(str(c), safe(w)) for c, w in enumerate(wnids)}
+    assert {r["predicted_wnid"] for r in confusion} <= {safe(w) for w in wnids}
+    pairs = [r for r in read("confused_pairs.csv") if r["setting"] == "clean"]
+    assert (pairs[0]["a_wnid"], pairs[0]["b_wnid"]) == (safe(wnids[0]), safe(wnids[2]))
+    assert [r["model"] for r in read("localisation.csv")] == ["run", "run", safe(HOSTILE[3])]
+
+    # numbers stay numbers: negative ones keep their sign and get no quote
+    gray = next(r for r in read("epochs.csv") if r["setting"] == "gray")
+    # float16 0.6 → 0.3 for image 0: −0.30029296875 / 6 = −0.05005 → −0.0500
+    assert gray["p_true_change"] == "-0.0500" and gray["top1_drop"] == "0.1667"
+    text = (run / "analysis" / "epochs.csv").read_text(encoding="utf-8")
+    assert ",-0.0500," in text and "'-" not in text
+    sims = [(r["epoch"], r["index"], r["similarity"]) for r in read("class_epochs.csv") if r["setting"] == "clean"]
+    assert sims == [("1", "0", "1.0000"), ("1", "1", "1.0000"), ("1", "2", "-1.0000"),
+                    ("2", "0", "1.0000"), ("2", "1", "1.0000"), ("2", "2", "1.0000")]
+    # every text cell is quoted, so no comma or semicolon inside one can start a new cell
+    assert (run / "analysis" / "classes.csv").read_text(encoding="utf-8").startswith('"index","wnid","name",')
