@@ -22,7 +22,17 @@ import pytest
 from PIL import Image
 
 from edvis.run import RenderStore, Run, Unit, summarise
-from edvis.site import SiteError, build_site, choose_timeline, collect, js_json, normalise_maps, render, setting_slug, slugify
+from edvis.site import (
+    SiteError,
+    build_site,
+    choose_timeline,
+    js_json,
+    normalise_maps,
+    read_sources,
+    setting_slug,
+    slugify,
+    write_site,
+)
 from edvis.site import plots as figures
 
 NASTY = '<script>alert("x")</script> Ünïcode / ..'
@@ -200,10 +210,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     (run / "analysis").mkdir()
     (run / "analysis" / "analysis.json").write_text(json.dumps(analysis_json(EPOCHS)), encoding="utf-8")
-    (run / "render" / "layers").mkdir()
-    with open(run / "render" / "layers" / "epoch_003.npz", "wb") as f:
-        np.savez(f, index=np.array(LAYER_INDEX, dtype=np.int64), meta=np.array(json.dumps(LAYER_META)),
-                 **layer_arrays())
+    arrays = layer_arrays()
+    store.write_layers(3, np.array(LAYER_INDEX), [(m["name"], arrays[m["key"]]) for m in LAYER_META["layers"]], meta={})
 
     cam = tmp / "cam"
     cam_store = RenderStore(cam / "render")
@@ -229,11 +237,15 @@ def site(runs: dict[str, Path]) -> Path:
     return index.parent
 
 
+def copy_store_file(src: Path, dest: Path) -> None:
+    """A file of a render store and whatever the store keeps beside it (``<name>.*``, e.g. its digest)."""
+    for path in [src, *src.parent.glob(f"{src.name}.*")]:
+        (dest.parent / path.name.replace(src.name, dest.name, 1)).write_bytes(path.read_bytes())
+
+
 def quick_build(run: Path, out: Path, **kw) -> Path:
-    """A build without the figures (they take most of the time); for the edge cases."""
-    s = collect(run, **kw)
-    s.figures = []
-    return render(s, out)
+    """A build without drawing the figures (they take most of the time); for the edge cases."""
+    return write_site(read_sources(run, **kw), out, draw_figures=False)
 
 
 # -- reading the output -----------------------------------------------------------------------
@@ -715,7 +727,7 @@ def test_compare_refuses_another_validation_set(runs: dict[str, Path], tmp_path:
     m = manifest(runs["data"], [f"x{n}.png" for n in range(N_VAL)], map_size=2)
     store.init(m)
     with pytest.raises(SiteError, match=r"--compare .*other.*another validation set"):
-        collect(runs["run"], compare=other)
+        read_sources(runs["run"], compare=other)
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -741,9 +753,10 @@ def test_every_figure_has_stable_files_and_a_citation(site: Path) -> None:
 
 
 def test_base_url_makes_citations_absolute(runs: dict[str, Path], tmp_path: Path) -> None:
-    s = collect(runs["run"], base_url="https://example.org/edvis")
-    training = s.figure("training")
-    assert training is not None and training.citation.endswith("https://example.org/edvis/figures/training.png")
+    out = quick_build(runs["run"], tmp_path / "out", base_url="https://example.org/edvis").parent
+    words = page(out / "figures.html").words
+    assert "Cite: Training curves. edvis" in words
+    assert "dataset f1ngerpr1nt0. https://example.org/edvis/figures/training.png" in words
 
 
 # -- the build as a whole ---------------------------------------------------------------------
@@ -833,12 +846,11 @@ def test_failure_names_the_file_being_built(runs: dict[str, Path], tmp_path: Pat
 def test_optional_parts_are_left_out(runs: dict[str, Path], tmp_path: Path) -> None:
     run = tmp_path / "plain"
     (run / "render").mkdir(parents=True)
-    for name in ("manifest.json",):
-        (run / "render" / name).write_bytes((runs["run"] / "render" / name).read_bytes())
+    copy_store_file(runs["run"] / "render" / "manifest.json", run / "render" / "manifest.json")
     (run / "render" / "clean").mkdir()
     for epoch in EPOCHS:
-        (run / "render" / "clean" / f"epoch_{epoch:03d}.npz").write_bytes(
-            (runs["run"] / "render" / "clean" / f"epoch_{epoch:03d}.npz").read_bytes())
+        name = f"clean/epoch_{epoch:03d}.npz"
+        copy_store_file(runs["run"] / "render" / name, run / "render" / name)
     out = quick_build(run, tmp_path / "out", timeline_images=0).parent
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "no finished epoch" in html and "no config.json" in html
@@ -853,11 +865,11 @@ def test_optional_parts_are_left_out(runs: dict[str, Path], tmp_path: Path) -> N
 def test_an_unknown_setting_keeps_its_original_images(runs: dict[str, Path], tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / "render" / "fog").mkdir(parents=True)
-    (run / "render" / "manifest.json").write_bytes((runs["run"] / "render" / "manifest.json").read_bytes())
+    copy_store_file(runs["run"] / "render" / "manifest.json", run / "render" / "manifest.json")
     (run / "render" / "clean").symlink_to(runs["run"] / "render" / "clean")
     for epoch in EPOCHS:  # a setting this edvis has no function for, rendered by another one
         name = f"epoch_{epoch:03d}.npz"
-        (run / "render" / "fog" / name).write_bytes((runs["run"] / "render" / "bgr" / name).read_bytes())
+        copy_store_file(runs["run"] / "render" / "bgr" / name, run / "render" / "fog" / name)
     out = quick_build(run, tmp_path / "out").parent
     assert "cannot recompute its images" in (out / "perturbations" / "fog.html").read_text("utf-8")
     data = data_object(out, "pert-fog")
@@ -870,11 +882,11 @@ def test_stale_or_foreign_analysis(runs: dict[str, Path], tmp_path: Path, said: 
     good = path.read_text(encoding="utf-8")
     try:
         path.write_text(json.dumps(analysis_json([1, 2])), encoding="utf-8")
-        s = collect(runs["run"])
-        assert s.analysis is None and any("covers epochs [1, 2]" in m for m in said)
+        s = read_sources(runs["run"])
+        assert s.analysis.data is None and any("covers epochs [1, 2]" in m for m in said)
         path.write_text(json.dumps({"schema": 99}), encoding="utf-8")
         with pytest.raises(SiteError, match=r"analysis\.json has schema 99"):
-            collect(runs["run"])
+            read_sources(runs["run"])
     finally:
         path.write_text(good, encoding="utf-8")
 
@@ -888,13 +900,13 @@ def test_a_perturbed_unit_with_too_few_images_is_named(tmp_path: Path, runs: dic
     store = RenderStore(run / "render")
     write_unit(store, "bgr", epoch, fake_probs(epoch, predicted_bgr)[:5], all_maps(epoch)[:5, ::-1], top5_maps=False)
     with pytest.raises(SiteError, match=rf"bgr.*{epoch:03d}.* holds 5 images, the manifest {N_VAL}"):
-        collect(run)
+        quick_build(run, tmp_path / "out")
 
 
 def test_requires_a_rendered_epoch(tmp_path: Path, runs: dict[str, Path]) -> None:
     run = tmp_path / "empty"
     (run / "render").mkdir(parents=True)
-    (run / "render" / "manifest.json").write_bytes((runs["run"] / "render" / "manifest.json").read_bytes())
+    copy_store_file(runs["run"] / "render" / "manifest.json", run / "render" / "manifest.json")
     with pytest.raises(SiteError, match="no rendered epochs"):
         build_site(run, tmp_path / "out")
 

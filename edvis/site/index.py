@@ -1,0 +1,93 @@
+"""The run page (``index.html``: the run, its file hashes, Table 1, localisation, training
+curves, configuration) and what every page's frame shows (:class:`SiteView`, the navigation)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+
+from edvis.data import order_settings
+from edvis.site.compare import localisation_cells
+from edvis.site.text import MISSING, num, pct
+from edvis.site.views import EpochRow, LocalisationRow, NavItem, RunPage, SiteView, TableRow
+
+if TYPE_CHECKING:
+    from edvis.site.read_compare import Model
+    from edvis.site.sources import Sources
+    from edvis.site.views_pages import SettingPage
+
+
+def site_view(src: Sources, layers: bool, compare: Model | None) -> SiteView:
+    """The frame of every page; ``layers`` and ``compare`` say whether those pages exist."""
+    run, ds = src.run, src.dataset
+    nav = [
+        NavItem("index.html", "Run"),
+        NavItem("classes.html", "Classes", f"all {ds.num_classes}, sortable by accuracy and by when they were learned; "
+                                           "a page each with its images and maps at every epoch."),
+        NavItem("galleries.html", "Galleries",
+                "random right and wrong predictions with their top-5 maps, and pairs of one class."),
+        NavItem("errors.html", "Errors", "the most confused pairs, confident mistakes, confidence and calibration."),
+        NavItem("perturbations.html", "Perturbations",
+                "accuracy under each setting, and images before and after with their maps."),
+    ]
+    if layers:
+        nav.append(NavItem("layers.html", "Layers", Markup("every layer's output for chosen images."), optional=True))
+    if compare is not None:
+        nav.append(NavItem("compare.html", "Compare", Markup("this model's maps beside {}'s.").format(compare.label),
+                           optional=True))
+    nav.append(NavItem("figures.html", "Figures", "every figure as PNG, SVG and data, with a citation line."))
+    return SiteView(
+        run_name=run.name, model_name=run.model_name, variant=run.variant, num_classes=ds.num_classes,
+        num_val=ds.num_val, fingerprint=ds.fingerprint, seed=src.seed, image_size=ds.image_size,
+        map_size=ds.map_size, epochs=src.epochs, nav=nav, analysis_note=src.analysis.note,
+    )
+
+
+def table1(models: list[Model], settings: list[SettingPage]) -> list[TableRow]:
+    """Table 1: a row per setting any model rendered, top-1/top-5 per model at its final epoch."""
+    names = order_settings(sorted({n for m in models for n in m.settings}))
+    pages = {s.name: s.page for s in settings}
+    return [TableRow(n, pages.get(n, ""), [m.settings.get(n, (None, None)) for m in models]) for n in names]
+
+
+def run_page(src: Sources, models: list[Model], settings: list[SettingPage]) -> RunPage:
+    """index.html."""
+    run, ds, epochs = src.run, src.dataset, src.epochs
+    planned = f" of {run.epochs_planned}" if run.epochs_planned else ""
+    loc = src.analysis.models() if src.analysis.has_boxes() else []
+    return RunPage(
+        dataset_root=ds.root, layout=ds.layout,
+        model_text=(run.model_name or MISSING) + (f", variant {run.variant}" if run.variant else ""),
+        recipe_text=run.recipe or MISSING,
+        epochs_text=f"{len(run.metrics)} trained{planned}; {len(epochs)} rendered ({epochs[0]}–{epochs[-1]})",
+        settings=[("clean", "")] + [(s.name, s.page) for s in settings],
+        compared=(models[1].label, models[1].run_name) if len(models) > 1 else None,
+        hashes=run.hashes + [(f"onnx/epoch_{e:03d}.onnx", sha or MISSING) for e, sha in run.onnx_hashes],
+        model_labels=[m.label for m in models],
+        model_epochs_text=" (" + "; ".join(f"{m.label}: {m.epoch}" for m in models) + ")" if models else "",
+        table=table1(models, settings),
+        localisation=[LocalisationRow(m.get("model"), m.get("epoch"), localisation_cells(m)) for m in loc],
+        has_compare=len(models) > 1, metric_rows=metric_rows(run.metrics), config_rows=run.config_rows,
+    )
+
+
+def metric_rows(metrics: list[dict[str, Any]]) -> list[EpochRow]:
+    """metrics.jsonl as table rows; the best validation top-1 is marked."""
+    scores = [r.get("val_top1") for r in metrics]
+    finite = [s for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
+    best = max(finite) if finite else None
+    return [
+        EpochRow(
+            epoch=int(r["epoch"]),
+            train_loss=num(r.get("train_loss"), ".4f"),
+            val_loss=num(r.get("val_loss"), ".4f"),
+            val_top1=pct(r.get("val_top1")),
+            val_top5=pct(r.get("val_top5")),
+            lr=num(r.get("lr"), ".3g"),
+            seconds=num(r.get("seconds"), ".0f"),
+            best=best is not None and r.get("val_top1") == best,
+        )
+        for r in metrics
+    ]

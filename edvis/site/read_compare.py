@@ -1,0 +1,90 @@
+"""Reader of the models in Table 1 and on the compare page: this run's, and the run given with
+``--compare`` (its final epoch: accuracy per setting, clean predictions and maps)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edvis.data import order_settings
+from edvis.run import RenderStore, Run, StoreError, Unit
+from edvis.run import model_label as label_of
+from edvis.site import measures
+from edvis.site.read_run import RunInfo, read_config
+from edvis.site.read_store import CLEAN, CleanRenders, normalise_maps
+from edvis.site.site_error import SiteError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Model:
+    """A run whose numbers appear in Table 1: this one, or the one passed with ``--compare``."""
+
+    label: str
+    run_name: str
+    epoch: int
+    settings: dict[str, tuple[float, float]]  # setting -> (top1, top5) at ``epoch``
+    map_size: int
+    pred: np.ndarray = field(repr=False)  # (N,) final clean top-1
+    prob: np.ndarray = field(repr=False)
+    maps: np.ndarray = field(repr=False)  # (N, S, S) uint8 true-class maps
+
+
+def model_label(run: RunInfo) -> str:
+    """This run's model as Table 1 names it."""
+    return label_of({"name": run.model_name, "variant": run.variant}, run.name)
+
+
+def this_model(run: RunInfo, clean: CleanRenders, settings: dict[str, tuple[int, float, float]],
+               map_size: int) -> Model:
+    """This run at its final rendered epoch; ``settings`` maps a setting to (final epoch, top-1, top-5)."""
+    return Model(
+        label=model_label(run), run_name=run.name, epoch=clean.final_epoch,
+        settings={name: (t1, t5) for name, (epoch, t1, t5) in settings.items() if epoch == clean.final_epoch},
+        map_size=map_size, pred=clean.pred[-1], prob=clean.prob[-1], maps=clean.maps[-1],
+    )
+
+
+def read_compare(run_dir: Path, manifest: dict[str, Any], labels: np.ndarray, mine: str) -> Model:
+    """The run given with ``--compare``, checked to be rendered on this run's validation set;
+    its label gets its folder's name when it equals ``mine`` (this model's label)."""
+    run = Run(run_dir)
+    store = RenderStore(run.render_dir)
+    try:
+        other = store.manifest()
+    except StoreError as e:
+        raise SiteError(f"--compare {run_dir}: {e}") from None
+    mine_val, other_val = manifest["val"], other.get("val", {})
+    if (other.get("dataset", {}).get("fingerprint") != manifest.get("dataset", {}).get("fingerprint")
+            or other_val.get("files") != mine_val.get("files") or other_val.get("labels") != mine_val.get("labels")):
+        raise SiteError(f"--compare {run_dir}: {store.manifest_path} describes another validation set than "
+                        f"this run's render store (dataset fingerprint, files or labels differ)")
+    epochs = store.epochs(CLEAN)
+    if not epochs:
+        raise SiteError(f"--compare {run_dir}: no rendered epochs in {store.root / CLEAN}")
+    config = read_config(run)
+    model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
+    label = label_of(model, run_dir.resolve().name)
+    if label == mine:
+        label += f" [{run_dir.resolve().name}]"
+    epoch = epochs[-1]
+    log.info(f"site: reading {run_dir} (compared), epoch {epoch}")
+    settings: dict[str, tuple[float, float]] = {}
+    clean: dict[str, np.ndarray] = {}
+    for name in order_settings(store.perturbations()):
+        if epoch not in store.epochs(name):
+            continue
+        keys = ("top5", "top5_prob", "map_true") if name == CLEAN else ("top5",)
+        arrays = store.read(Unit(name, epoch), keys, ())
+        settings[name] = measures.accuracy(np.asarray(arrays["top5"], dtype=np.int64), labels)
+        if name == CLEAN:
+            clean = arrays
+    top5 = np.asarray(clean["top5"], dtype=np.int64)
+    return Model(label=label, run_name=run_dir.resolve().name, epoch=epoch, settings=settings,
+                 map_size=int(other.get("map_size", 8)), pred=top5[:, 0],
+                 prob=np.asarray(clean["top5_prob"], dtype=np.float64)[:, 0], maps=normalise_maps(clean["map_true"]))

@@ -1,0 +1,148 @@
+"""Reader of the run folder: config.json, metrics.jsonl, the file hashes, and the dataset as the
+render store's manifest describes it (class names, validation files, labels, boxes)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edvis.run import RenderStore, Run, Unit
+from edvis.site.read_store import CLEAN
+from edvis.site.text import class_name
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run's own files: what it is, how it was trained, and the sha256 of what it holds."""
+
+    name: str
+    model_name: str
+    variant: str
+    recipe: str
+    epochs_planned: str
+    config_rows: list[tuple[str, str]]
+    metrics: list[dict[str, Any]]
+    hashes: list[tuple[str, str]] = field(default_factory=list)  # (path in the run, sha256)
+    onnx_hashes: list[tuple[int, str]] = field(default_factory=list)  # (epoch, sha256 or "")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The validation set the run was rendered on, from the store's manifest (and the config)."""
+
+    root: str
+    layout: str
+    fingerprint: str
+    wnids: list[str]
+    names: list[str]
+    labels: np.ndarray = field(repr=False)  # (N,) int64
+    files: list[str] = field(repr=False)
+    boxes: list[tuple[int, int, int, int] | None] = field(repr=False)
+    num_classes: int = 0
+    image_size: int = 64
+    map_size: int = 8
+
+    @property
+    def num_val(self) -> int:
+        return len(self.files)
+
+    def name(self, k: int) -> str:
+        return class_name(self.names, k)
+
+    def truth(self, i: int) -> str:
+        """The name of validation image ``i``'s class."""
+        return self.names[self.labels[i]]
+
+
+def read_config(run: Run) -> dict[str, Any]:
+    return run.read_config() if run.config_path.exists() else {}
+
+
+def read_run(run: Run, store: RenderStore, epochs: list[int], config: dict[str, Any]) -> RunInfo:
+    """The run's config, metrics and hashes (the ONNX files of the rendered ``epochs``)."""
+    model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
+    hashes, onnx = _hashes(run, store, epochs)
+    return RunInfo(
+        name=run.root.resolve().name,
+        model_name=str(model.get("name", "")),
+        # Only the edvis network has variants; a CAM baseline's config carries the default unused.
+        variant=str(model.get("variant", "")) if model.get("name", "edvis-resnet18") == "edvis-resnet18" else "",
+        recipe=str(_get(config, "train", "recipe", default="")),
+        epochs_planned=str(_get(config, "train", "epochs", default="")),
+        config_rows=_flatten(config),
+        metrics=run.read_metrics(),
+        hashes=hashes,
+        onnx_hashes=onnx,
+    )
+
+
+def read_dataset(manifest: dict[str, Any], config: dict[str, Any], data_root: Path | None) -> Dataset:
+    """The manifest's validation set; class names fall back to wnids, then to ``class k``."""
+    dataset = manifest.get("dataset", {})
+    val = manifest["val"]
+    files = [str(f) for f in val["files"]]
+    wnids = [str(w) for w in dataset.get("wnids", [])]
+    names = [str(n) for n in dataset.get("names", [])] or list(wnids)
+    num_classes = len(wnids) or len(names) or int(_get(config, "model", "num_classes", default=0))
+    wnids += [""] * (num_classes - len(wnids))
+    names += [wnids[i] or f"class {i}" for i in range(len(names), num_classes)]
+    return Dataset(
+        root=str(data_root or dataset.get("root") or _get(config, "dataset", "root", default="")),
+        layout=str(dataset.get("layout", _get(config, "dataset", "layout", default=""))),
+        fingerprint=str(dataset.get("fingerprint", _get(config, "dataset", "fingerprint", default=""))),
+        wnids=wnids,
+        names=names,
+        labels=np.asarray(val["labels"], dtype=np.int64),
+        files=files,
+        boxes=[tuple(int(v) for v in b) if b else None for b in val.get("boxes", [None] * len(files))],
+        num_classes=num_classes,
+        image_size=int(manifest.get("image_size", 64)),
+        map_size=int(manifest.get("map_size", 8)),
+    )
+
+
+def _hashes(run: Run, store: RenderStore, epochs: list[int]) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
+    """sha256 of the run's small files, and each rendered epoch's ONNX file (from its export record)."""
+    files = []
+    for path in (run.config_path, run.metrics_path, store.manifest_path):
+        if path.is_file():
+            files.append((path.relative_to(run.root).as_posix(), hashlib.sha256(path.read_bytes()).hexdigest()))
+    onnx = []
+    for epoch in epochs:
+        sha = ""
+        with contextlib.suppress(Exception):
+            sha = str(run.read_export_record(epoch).get("sha256", ""))
+        if not sha:
+            sha = str((store.meta(Unit(CLEAN, epoch)) or {}).get("onnx_sha256", ""))
+        onnx.append((epoch, sha))
+    return files, onnx
+
+
+def _get(config: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    node: Any = config
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """The config as (dotted key, value text) rows, nested dicts expanded, keys sorted."""
+    rows = []
+    for key in sorted(config, key=str):
+        value = config[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows.extend(_flatten(value, f"{name}."))
+        elif isinstance(value, str):
+            rows.append((name, value))
+        else:
+            rows.append((name, json.dumps(value, sort_keys=True, ensure_ascii=False)))
+    return rows

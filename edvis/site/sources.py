@@ -1,0 +1,73 @@
+"""What the readers give, gathered once: the run, its dataset, analysis.json, the clean renders
+and the compared run. The perturbed settings and the layers files are read later, one at a
+time, by the pages that show them (``perturbations.py``, ``layers.py``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from edvis.errors import UsageError
+from edvis.run import RenderStore, Run
+from edvis.site.read_analysis import Analysis, read_analysis
+from edvis.site.read_compare import Model, model_label, read_compare
+from edvis.site.read_run import Dataset, RunInfo, read_config, read_dataset, read_run
+from edvis.site.read_store import CLEAN, CleanRenders, read_clean
+from edvis.site.site_error import SiteError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Sources:
+    """Everything the pages are made from that is read before any of them is."""
+
+    run: RunInfo
+    dataset: Dataset
+    analysis: Analysis
+    clean: CleanRenders
+    store: RenderStore
+    compared: Model | None  # the run given with ``--compare``
+    timeline_images: int = 3
+    seed: int = 0
+    base_url: str = ""  # ends with "/" when given
+
+    @property
+    def epochs(self) -> list[int]:
+        return self.clean.epochs
+
+
+def read_sources(
+    run_dir: Path,
+    timeline_images: int = 3,
+    seed: int = 0,
+    compare: Path | None = None,
+    data_root: Path | None = None,
+    base_url: str = "",
+) -> Sources:
+    """Read the config, metrics, manifest, clean render units and analysis.json of the run in
+    ``run_dir`` (and the clean units of ``compare``); see :func:`edvis.site.build_site`."""
+    if timeline_images < 0:
+        raise UsageError(f"--timeline-images must be >= 0, got {timeline_images}")
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {seed}")
+    run = Run(Path(run_dir))
+    config = read_config(run)
+    store = RenderStore(run.render_dir)
+    manifest = store.manifest()
+    epochs = store.epochs(CLEAN)
+    if not epochs:
+        raise SiteError(f"no rendered epochs in {store.root / CLEAN} (run `edvis render` first)")
+    dataset = read_dataset(manifest, config, data_root)
+    info = read_run(run, store, epochs, config)
+    log.info(f"site: reading {len(epochs)} clean unit(s) from {store.root}")
+    clean = read_clean(store, epochs, dataset.labels, dataset.map_size)
+    analysis = read_analysis(run, epochs)
+    compared = None
+    if compare is not None:
+        compared = read_compare(Path(compare), manifest, dataset.labels, model_label(info))
+    return Sources(
+        run=info, dataset=dataset, analysis=analysis, clean=clean, store=store, compared=compared,
+        timeline_images=timeline_images, seed=seed, base_url=base_url.rstrip("/") + "/" if base_url else "",
+    )
