@@ -8,7 +8,10 @@ exit with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edvis.errors import EdvisError, UsageError
+from edvis.run.lock import writer_lock
 
 DEFAULT_RUN = "runs/default"
 DEFAULT_PERTURBATIONS = ["paper"]
@@ -86,7 +90,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     runtime = Runtime(workers=a.workers, preload=a.preload, amp=a.amp, channels_last=a.channels_last)
     variant = a.variant or RECIPE_VARIANTS.get(a.recipe)
     model = {"name": a.model, "variant": variant, "dropout": a.dropout, "image_size": a.image_size}
-    with distributed(pick_device(a.device)) as device:
+    # One training process per run folder: rank 0 holds the lock for the whole torchrun job.
+    lock = writer_lock(a.run, "train") if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with lock, distributed(pick_device(a.device)) as device:
         if os.environ.get("RANK", "0") == "0":
             log.info(f"train: device {device}")
         train(a.run, a.data, {k: v for k, v in model.items() if v is not None}, cfg, device,
@@ -108,31 +114,77 @@ def _check_images(run_dir: Path, count: int = 16) -> Any:
 def cmd_export(a: argparse.Namespace) -> None:
     from edvis.export import export_run
 
-    export_run(a.run, check_images=lambda: _check_images(Path(a.run)))
+    with writer_lock(a.run, "export"):
+        export_run(a.run, check_images=lambda: _check_images(Path(a.run)))
 
 
 def cmd_render(a: argparse.Namespace) -> None:
     from edvis.render import merge_stores, parse_shard, render_run
 
     if a.merge:
-        merge_stores(a.run, a.merge)
+        with writer_lock(a.run, "render"):
+            merge_stores(a.run, a.merge)
         return
-    render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size,
-               perturbations=a.perturbations, seed=a.seed, shard=parse_shard(a.shard))
+    shard = parse_shard(a.shard)
+    with writer_lock(a.run, f"render.{shard[0]}-{shard[1]}"):  # shards of one render run side by side
+        render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size,
+                   perturbations=a.perturbations, seed=a.seed, shard=shard)
 
 
 def cmd_analyze(a: argparse.Namespace) -> None:
     from edvis.analyze import analyze_run
 
-    analyze_run(a.run, compare=a.compare, force=a.force, pattern_threshold=a.pattern_threshold)
+    with writer_lock(a.run, "analyze"):
+        analyze_run(a.run, compare=a.compare, force=a.force, pattern_threshold=a.pattern_threshold)
 
 
 def cmd_site(a: argparse.Namespace) -> None:
     from edvis.site import build_site
 
-    index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed,
-                       compare=a.compare, data_root=a.data, base_url=a.base_url)
+    with writer_lock(a.out, "site"):
+        index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed,
+                           compare=a.compare, data_root=a.data, base_url=a.base_url)
     log.info(f"site: {index}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one ``edvis: error: ...`` line (exit 2), no usage dump."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        if message.startswith("argument "):  # "argument --seed: must be ..." → "--seed must be ..."
+            flag, _, rest = message.removeprefix("argument ").partition(": ")
+            flag = flag.split("/")[-1]  # "--run/--run-dir" → the last spelling
+            message = f"{flag} {rest}" if rest.startswith("must ") else f"{flag}: {rest}"
+        sys.stderr.write(f"edvis: error: {message}\n")
+        sys.exit(2)
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, high_open: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind`` (int or float) in [low, high] (or [low, high) with
+    ``high_open``), refused with "must be ..., got X" (the parser names the flag)."""
+    what = "an integer" if kind is int else "a number"
+    bounds = [f">= {low:g}"] if low is not None else []
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+    want = " and ".join(bounds) or what
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if (low is not None and value < low) or (high is not None and (value >= high if high_open else value > high)):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+COUNT, POSITIVE, SEED = number(int, 0), number(int, 1), number(int, 0)
+FRACTION = number(float, 0, 1)
 
 
 def _default_workers() -> int:
@@ -142,7 +194,7 @@ def _default_workers() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``edvis`` parser: one sub-command per stage."""
-    p = argparse.ArgumentParser(prog="edvis", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, _add_analyze, _add_site):
         add(sub)
@@ -154,10 +206,10 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("synth", help="write the embedded default dataset (Tiny ImageNet layout)",
                        description="Draw the embedded default dataset into OUT in the Tiny ImageNet layout.")
     s.add_argument("--out", required=True, type=Path, help="folder to write (created; existing identical files are kept)")
-    s.add_argument("--classes", type=int, default=10, help="number of classes, 1 to 12 (default 10)")
-    s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
-    s.add_argument("--train-per-class", type=int, default=300, help="training images per class (default 300)")
-    s.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
+    s.add_argument("--classes", type=number(int, 1, 12), default=10, help="number of classes, 1 to 12 (default 10)")
+    s.add_argument("--seed", type=SEED, default=0, help="random seed: same seed, same bytes (default 0)")
+    s.add_argument("--train-per-class", type=POSITIVE, default=300, help="training images per class (default 300)")
+    s.add_argument("--val-per-class", type=POSITIVE, default=50, help="validation images per class (default 50)")
     s.set_defaults(func=cmd_synth)
 
 
@@ -184,7 +236,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     ti.add_argument("--sha256", help="expected SHA-256 of the zip, checked as well (none is published for the "
                     "official zip; the SHA-256 of what was downloaded is printed after verifying)")
     ti.add_argument("--keep-zip", action="store_true", help="keep OUT.zip after unpacking (default: delete it)")
-    ti.add_argument("--retries", type=int, default=5,
+    ti.add_argument("--retries", type=POSITIVE, default=5,
                     help="attempts in a row without progress before giving up (default 5)")
     ti.set_defaults(func=cmd_data)
 
@@ -223,8 +275,8 @@ def _add_train_model(m: argparse._ArgumentGroup) -> None:
                    help="edvis decoder as the paper's text (BatchNorm, Dropout) or the author's code "
                    "(InstanceNorm expand, Dropout2d) describes it (default: the recipe's, paper for demo and "
                    "author for author)")
-    m.add_argument("--dropout", type=float, help="edvis decoder dropout probability (default 0.3)")
-    m.add_argument("--image-size", type=int,
+    m.add_argument("--dropout", type=number(float, 0, 1, high_open=True), help="edvis decoder dropout probability (default 0.3)")
+    m.add_argument("--image-size", type=number(int, 32),
                    help="side images are resized to, a multiple of 32 (default 64, Tiny ImageNet's own)")
     m.add_argument("--pretrained", metavar="imagenet|PATH",
                    help="start the ResNet-18 encoder from torchvision's ImageNet weights (downloaded once into the "
@@ -233,32 +285,32 @@ def _add_train_model(m: argparse._ArgumentGroup) -> None:
 
 def _add_train_optimisation(o: argparse._ArgumentGroup) -> None:
     """The optimisation flags of ``edvis train``: each overrides a TrainConfig field of the recipe."""
-    o.add_argument("--epochs", type=int, help="number of epochs")
-    o.add_argument("--batch-size", type=int, help="global batch size (split evenly over torchrun processes)")
+    o.add_argument("--epochs", type=POSITIVE, help="number of epochs")
+    o.add_argument("--batch-size", type=POSITIVE, help="global batch size (split evenly over torchrun processes)")
     o.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser")
-    o.add_argument("--lr", type=float, help="base learning rate")
-    o.add_argument("--momentum", type=float, help="SGD momentum")
-    o.add_argument("--weight-decay", type=float, help="weight decay")
+    o.add_argument("--lr", type=number(float, 0), help="base learning rate")
+    o.add_argument("--momentum", type=number(float, 0, 1, high_open=True), help="SGD momentum")
+    o.add_argument("--weight-decay", type=number(float, 0), help="weight decay")
     o.add_argument("--schedule", choices=["cosine", "constant"], help="learning-rate schedule")
     o.add_argument("--schedule-unit", choices=["step", "epoch"],
                    help="cosine steps: every batch (step) or once per epoch, as CosineAnnealingLR (epoch)")
-    o.add_argument("--warmup-steps", type=int, help="optimiser steps of linear warm-up")
-    o.add_argument("--eta-min", type=float, help="learning rate at the end of the cosine")
+    o.add_argument("--warmup-steps", type=COUNT, help="optimiser steps of linear warm-up")
+    o.add_argument("--eta-min", type=number(float, 0), help="learning rate at the end of the cosine")
     o.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
-    o.add_argument("--rotation", type=float, help="random rotation up to ± this many degrees (0: none)")
-    o.add_argument("--cutmix", type=float, help="probability that a batch is CutMix-ed (0: never)")
-    o.add_argument("--mosaic", type=float,
+    o.add_argument("--rotation", type=number(float, 0, 180), help="random rotation up to ± this many degrees (0: none)")
+    o.add_argument("--cutmix", type=FRACTION, help="probability that a batch is CutMix-ed (0: never)")
+    o.add_argument("--mosaic", type=FRACTION,
                    help="probability that a batch becomes quarter mosaics (four images at half size) whose map "
                    "quarters are each trained on their own quarter's label (0: never); a mosaic batch is not "
                    "also CutMix-ed")
-    o.add_argument("--seed", type=int, help="random seed for initialisation, batch order and augmentation (default 0)")
+    o.add_argument("--seed", type=SEED, help="random seed for initialisation, batch order and augmentation (default 0)")
 
 
 def _add_train_execution(r: argparse._ArgumentGroup) -> None:
     """The execution flags of ``edvis train`` (a Runtime: free to change on resume)."""
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto picks CUDA when PyTorch sees a GPU, else the CPU (default auto)")
-    r.add_argument("--workers", type=int, default=_default_workers(),
+    r.add_argument("--workers", type=COUNT, default=_default_workers(),
                    help=f"DataLoader worker processes per training process (default {_default_workers()}: half the "
                    "CPU cores, 1 to 4; 0 loads in the training process)")
     r.add_argument("--preload", action=argparse.BooleanOptionalAction, default=True,
@@ -289,11 +341,11 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", type=Path, help="dataset folder, if it moved since training (default: the one in RUN/config.json)")
     r.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
                    help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
-    r.add_argument("--batch-size", type=int, help="images per inference batch (default 128 on the CPU, 1024 on CUDA)")
+    r.add_argument("--batch-size", type=POSITIVE, help="images per inference batch (default 128 on the CPU, 1024 on CUDA)")
     r.add_argument("--perturbations", nargs="*", default=DEFAULT_PERTURBATIONS, metavar="NAME",
                    help="settings rendered besides the clean images: names from edvis.data.perturb (e.g. gray blur3 "
                    "sp0.005 jpeg-3), 'paper' for the paper's seven, 'all' for every one (default: paper)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the random perturbations (default 0)")
+    r.add_argument("--seed", type=SEED, default=0, help="seed of the random perturbations (default 0)")
     r.add_argument("--shard", default="0/1", metavar="I/N",
                    help="render only shard I of N (0 ≤ I < N): every (epoch, setting) unit is dealt round-robin "
                    "to N shards, which may run at once into one store, on other GPUs (set CUDA_VISIBLE_DEVICES) "
@@ -315,7 +367,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--compare", type=Path, metavar="RUN2",
                    help="a run of another model (e.g. the CAM baseline) rendered on the same validation set: its "
                    "accuracy and localisation are reported side by side")
-    n.add_argument("--pattern-threshold", type=float, default=0.8,
+    n.add_argument("--pattern-threshold", type=FRACTION, default=0.8,
                    help="mean map correlation with the final epoch from which a class's pattern counts as formed, "
                    "in [0, 1] (default 0.8)")
     n.add_argument("--force", action="store_true", help="recompute even when the analysis is up to date")
@@ -328,9 +380,9 @@ def _add_site(sub: argparse._SubParsersAction) -> None:
                        description="Build a static site (opens from file://) from RUN's metrics and render store.")
     w.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
     w.add_argument("--out", type=Path, default=Path("site"), help="output folder (default site)")
-    w.add_argument("--timeline-images", type=int, default=3,
+    w.add_argument("--timeline-images", type=COUNT, default=3,
                    help="images per class shown at up to 16 epochs on its page (default 3)")
-    w.add_argument("--seed", type=int, default=0,
+    w.add_argument("--seed", type=SEED, default=0,
                    help="seed of every random choice: timelines, galleries, perturbation rows, compared images "
                    "(default 0)")
     w.add_argument("--compare", type=Path, metavar="RUN2",
@@ -353,11 +405,34 @@ def run_guarded(func: Callable[[], None]) -> int:
     except EdvisError as e:
         log.error(f"edvis: error: {e}")
         return 2
+    except OSError as e:
+        if e.errno not in EXPECTED_OS_ERRORS:
+            raise
+        log.error(f"edvis: error: {os_error_line(e)}")
+        return 2
     return 0
 
 
+# What the system refuses for reasons outside edvis: disk full, permissions, a read-only file
+# system, a path that is a file where a folder is wanted (or the reverse).
+EXPECTED_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                      errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.EFBIG, errno.ENAMETOOLONG}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: what the system said and the path(s) it was about."""
+    paths = " → ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+    what = e.strerror or str(e)
+    if e.errno == errno.ENOTDIR:
+        what += " (a file stands where a folder is needed)"
+    return f"{paths}: {what}" if paths else what
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad command line (already said in one line)
+        return e.code if isinstance(e.code, int) else 2
     return run_guarded(lambda: args.func(args))
 
 

@@ -28,6 +28,7 @@ import torch
 from edvis.errors import EdvisError
 from edvis.models import Uint8Input, build_model
 from edvis.run import Run, RunError, atomic, check_model_config, load_checkpoint
+from edvis.run.digest import recorded_digest
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +94,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _stamp(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def is_up_to_date(run: Run, epoch: int) -> bool:
-    """True when the epoch's ONNX was exported from the checkpoint now on disk."""
+    """True when the epoch's ONNX file was exported from the checkpoint now on disk and its bytes
+    still match the digest its record holds. Digests are compared, never size or mtime: a
+    checkpoint's recorded digest (its sidecar) against the one the export record holds, and the
+    ONNX file's bytes against the record (so a damaged ONNX file is exported again)."""
     try:
         info = run.read_export_record(epoch)  # also checks the ONNX file's size
-        return info.get("format") == EXPORT_FORMAT and info.get("checkpoint") == _stamp(run.checkpoint(epoch))
     except (RunError, FileNotFoundError):
         return False
+    if info.get("format") != EXPORT_FORMAT or info.get("checkpoint", {}).get("sha256") != recorded_digest(run.checkpoint(epoch)):
+        return False
+    try:
+        run.read_onnx(epoch)
+    except RunError as e:
+        log.info(f"export: {str(e).split(';')[0]}: exporting it again")
+        return False
+    return True
 
 
 def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None,
@@ -114,8 +120,7 @@ def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None,
     ``run_model``, the model config.json describes, must match the checkpoint's when given.
     """
     ckpt_path = run.checkpoint(epoch)
-    stamp = _stamp(ckpt_path)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt, ckpt_sha = load_checkpoint(ckpt_path, with_digest=True)  # verified against its digest
     mc = ckpt["model_config"]
     if run_model is not None:  # the model config.json describes
         check_model_config(mc, run_model, ckpt_path, f"the run {run.root}")
@@ -146,7 +151,7 @@ def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None,
         "format": EXPORT_FORMAT,
         "epoch": epoch,
         "outputs": names,
-        "checkpoint": stamp,
+        "checkpoint": {"sha256": ckpt_sha},
         "sha256": sha256_file(out),
         "size": out.stat().st_size,
         "opset": OPSET,

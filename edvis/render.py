@@ -16,7 +16,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,10 +24,24 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from PIL import Image
 
 from edvis.data import PERTURBATIONS, Dataset, apply, load_images, open_dataset, paper_set
 from edvis.errors import UsageError
-from edvis.run import LAYERS, UNIT_FORMAT, RenderStore, Run, RunError, StoreError, Unit, atomic, same_validation_set, summarise
+from edvis.run import (
+    LAYERS,
+    UNIT_FORMAT,
+    DamagedError,
+    RenderStore,
+    Run,
+    RunError,
+    StoreError,
+    Unit,
+    atomic,
+    digest,
+    same_validation_set,
+    summarise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +147,7 @@ class _Plan:
     layers_todo: list[int]  # epochs whose layer file this shard writes
     seed: int
     part: str  # " (shard i/n: k units)" for the log, or ""
+    manifest_sound: bool  # False: the manifest is damaged (or unrecorded) and is written again
 
     def meta(self, epoch: int) -> dict[str, Any]:
         """What every file rendered from ``epoch``'s ONNX file records about how it was made."""
@@ -163,8 +177,9 @@ class _Sessions:
         self.spare: dict[int, Any] = {}
 
     def open(self, epoch: int) -> Any:
+        data, _ = self.run.read_onnx(epoch)  # verified against its export record
         try:
-            return self.ort.InferenceSession(str(self.run.onnx(epoch)), self.options, providers=self.providers)
+            return self.ort.InferenceSession(data, self.options, providers=self.providers)
         except Exception as e:  # onnxruntime's errors share no base class narrower than Exception
             raise RunError(f"cannot load {self.run.onnx(epoch)} (run `edvis export` again): {e}") from None
 
@@ -195,13 +210,13 @@ def render_run(
     into copies of the run that ``merge_stores`` combines afterwards.
     """
     plan = _plan(Run(Path(run_dir)), perturbations, seed, shard)
-    if not plan.todo and not plan.layers_todo:
+    if not plan.todo and not plan.layers_todo and plan.manifest_sound:
         log.info(f"render: all {len(plan.epochs)} epochs × {len(plan.names)} setting(s) up to date{plan.part}")
         return []
     # Only now, with work to do: indexing and fingerprinting a dataset stats every file.
     ds, dataset = _training_dataset(plan, data_root)
     sessions = _Sessions(plan.run, provider)
-    first = sessions.first(plan.todo[0].epoch if plan.todo else plan.layers_todo[0])
+    first = sessions.first(next(iter([u.epoch for u in plan.todo] + plan.layers_todo + plan.epochs)))
     log.info(provider_line(first, provider))
     batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
     maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
@@ -228,19 +243,19 @@ def _plan(run: Run, perturbations: Sequence[str], seed: int, shard: tuple[int, i
     records = {e: run.read_export_record(e) for e in epochs}
     shas = {e: r["sha256"] for e, r in records.items()}
     store = RenderStore(run.render_dir)
-    if store.manifest_path.exists():
-        store.manifest()  # refuses a store of another schema, even when there is nothing to do
+    # Refuses another schema, even with nothing to do; a damaged manifest is written again.
+    sound = not store.manifest_path.exists() or _sound_meta(lambda _: store.manifest(), None) is not None
     if store.root.is_dir():  # temporary files of killed renders (an hour old: shards may be at work)
         atomic.sweep_temps(store.root, older_than=3600)
     mine = plan_units(epochs, names, shard)
-    todo = [u for u in mine if not _up_to_date(store.meta(u), shas[u.epoch], seed)]
+    todo = [u for u in mine if not _up_to_date(_sound_meta(store.meta, u), shas[u.epoch], seed)]
     # Every layer's output for a few images, per epoch, when the ONNX file exposes them; done by
     # the shard that has the epoch's clean unit.
     tapped = {e for e in epochs if any(o.startswith(LAYER_PREFIX) for o in records[e].get("outputs", []))}
     layers_todo = [u.epoch for u in mine if u.perturbation == "clean" and u.epoch in tapped
-                   and not _up_to_date(store.layers_meta(u.epoch), shas[u.epoch], seed)]
+                   and not _up_to_date(_sound_meta(store.layers_meta, u.epoch), shas[u.epoch], seed)]
     part = "" if shard == (0, 1) else f" (shard {shard[0]}/{shard[1]}: {len(mine)} units)"
-    return _Plan(run, config, store, epochs, names, shas, todo, layers_todo, seed, part)
+    return _Plan(run, config, store, epochs, names, shas, todo, layers_todo, seed, part, sound)
 
 
 def _training_dataset(plan: _Plan, data_root: str | Path | None) -> tuple[Dataset, dict[str, Any]]:
@@ -264,12 +279,32 @@ def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_
             "val": {
                 "files": [str(s.path.relative_to(ds.root)) for s in ds.val],
                 "labels": [s.label for s in ds.val],
-                "boxes": [list(s.box) if s.box else None for s in ds.val],
+                "boxes": clip_boxes(ds.val),  # to each image: the box a site or analysis may draw
             },
             "image_size": image_size,
             "map_size": map_size,
         }
     )
+
+
+def clip_boxes(samples: Sequence[Any]) -> list[list[int] | None]:
+    """The samples' boxes clipped to their images (whose sizes are read from the file headers);
+    a DatasetError naming the image when a box lies wholly outside it."""
+    out: list[list[int] | None] = []
+    for s in samples:
+        if s.box is None:
+            out.append(None)
+            continue
+        try:
+            with Image.open(s.path) as im:
+                w, h = im.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise StoreError(f"cannot read image {s.path}: {e}") from None
+        x0, y0, x1, y1 = s.box
+        if x0 >= w or y0 >= h:
+            raise StoreError(f"the box {s.box} of {s.path} lies outside the {w}×{h} image; mend its annotation")
+        out.append([x0, y0, min(x1, w - 1), min(y1, h - 1)])
+    return out
 
 
 def _decode(plan: _Plan, ds: Dataset, batch: int) -> _Images:
@@ -350,6 +385,16 @@ def layer_images(labels: np.ndarray, seed: int, k: int = 12) -> np.ndarray:
     return np.sort([rng.choice(np.flatnonzero(labels == c)) for c in classes]).astype(np.int64)
 
 
+def _sound_meta(read: Any, key: Any) -> dict[str, Any] | None:
+    """``read(key)``, or None (so that it is written again) when the file is damaged or has no
+    recorded digest (a store of an edvis before digests)."""
+    try:
+        return read(key)
+    except DamagedError as e:
+        log.info(f"render: {e.args[0].split(';')[0]}: writing it again")
+        return None
+
+
 def _up_to_date(meta: dict[str, Any] | None, sha: str, seed: int) -> bool:
     return (meta is not None and meta.get("format") == UNIT_FORMAT and meta.get("onnx_sha256") == sha
             and meta.get("seed") == seed)
@@ -389,19 +434,27 @@ def merge_stores(run_dir: str | Path, sources: Sequence[str | Path]) -> list[Uni
                 raise StoreError(f"{store.manifest_path} describes another validation set than {dest.manifest_path}")
         else:
             dest.init({k: v for k, v in manifest.items() if k != "schema"})
-        # (source file, its meta, the destination's meta, destination file, unit or None for layers)
-        files = [(store.path(u), store.meta(u), dest.meta(u), dest.path(u), u) for u in store.units()]
-        files += [(store.layers_path(e), store.layers_meta(e), dest.layers_meta(e), dest.layers_path(e), None)
-                  for e in store.layer_epochs()]
-        for path, meta, have, target, unit in files:
-            if meta.get("onnx_sha256") != shas.get(meta["epoch"]):
-                raise StoreError(f"{path} was rendered from another ONNX file than "
-                                 f"{run.onnx(meta['epoch'])}; export and render again")
-            if _up_to_date(have, meta["onnx_sha256"], meta.get("seed")):
-                continue
-            with atomic.atomic_path(target) as tmp:
-                shutil.copyfile(path, tmp)
-            if unit is not None:
-                copied.append(unit)
+        _merge_files(run, store, dest, shas, copied)
         log.info(f"render: merged {src}: {len(copied)} unit(s) copied so far")
     return copied
+
+
+def _merge_files(run: Run, store: RenderStore, dest: RenderStore, shas: dict[int, str], copied: list[Unit]) -> None:
+    """Copy ``store``'s units and layer files that ``dest`` lacks up to date: each source file is
+    read once, verified against its digest, and written with it."""
+    # (source file, its meta, the destination's meta, destination file, unit or None for layers)
+    files = [(store.path(u), store.meta(u), _sound_meta(dest.meta, u), dest.path(u), u) for u in store.units()]
+    files += [(store.layers_path(e), store.layers_meta(e), _sound_meta(dest.layers_meta, e), dest.layers_path(e), None)
+              for e in store.layer_epochs()]
+    for path, meta, have, target, unit in files:
+        if meta.get("onnx_sha256") != shas.get(meta["epoch"]):
+            raise StoreError(f"{path} was rendered from another ONNX file than "
+                             f"{run.onnx(meta['epoch'])}; export and render again")
+        if _up_to_date(have, meta["onnx_sha256"], meta.get("seed")):
+            continue
+        data = path.read_bytes()
+        if digest.sha256_bytes(data) != store.digest(path):  # changed since meta() verified it
+            raise DamagedError(f"{path} changed while being merged; merge again")
+        digest.write_verified(target, data)
+        if unit is not None:
+            copied.append(unit)

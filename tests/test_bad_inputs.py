@@ -7,7 +7,9 @@ training (a freshly initialised model, saved as train saves it) and exported onc
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -25,7 +27,9 @@ from edvis.cli import main
 from edvis.data import load_images, open_dataset, write_dataset
 from edvis.export import export_run
 from edvis.models import ModelConfig, build_model
-from edvis.run import CHECKPOINT_SCHEMA, Run
+from edvis.run import CHECKPOINT_SCHEMA, Run, atomic
+from edvis.run import save_checkpoint as edvis_save_checkpoint
+from edvis.run.digest import sidecar, write_verified
 from edvis.train import resolve_config
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -65,9 +69,15 @@ def save_checkpoint(path: Path, num_classes: int = 3, variant: str = "paper", **
     ckpt = {"schema": CHECKPOINT_SCHEMA, "epoch": 1, "model_config": mc.to_dict(),
             "train_config": asdict(resolve_config("demo", epochs=1)),
             "model": build_model(mc).state_dict(), **override}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
+    edvis_save_checkpoint(path, ckpt)  # with its digest beside it
     return path
+
+
+def copy_checkpoint(src: Path, dest: Path) -> None:
+    """Copy a checkpoint and its recorded digest."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for s, d in ((src, dest), (sidecar(src), sidecar(dest))):
+        shutil.copy(s, d)
 
 
 def write_config(run: Path, data: Path, num_classes: int = 3, variant: str = "paper") -> Run:
@@ -95,7 +105,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, data: Path, checkpoints: 
     """A run folder with config, one checkpoint and its ONNX export (made once; copy before use)."""
     run = write_config(tmp_path_factory.mktemp("exported") / "run", data)
     run.checkpoint_dir.mkdir(parents=True)
-    shutil.copy(checkpoints["good"], run.checkpoint(1))
+    copy_checkpoint(checkpoints["good"], run.checkpoint(1))
     export_run(run.root)
     return run.root
 
@@ -269,7 +279,7 @@ def test_foreign_checkpoint(data: Path, tmp_path: Path, checkpoints: dict[str, P
                             capsys: pytest.CaptureFixture[str], kind: str, diff: str) -> None:
     run = write_config(tmp_path / "run", data)
     run.checkpoint_dir.mkdir()
-    shutil.copy(checkpoints[kind], run.checkpoint(1))
+    copy_checkpoint(checkpoints[kind], run.checkpoint(1))
     want = f"edvis: error: {run.checkpoint(1)} holds another model than the run {run.root}: {diff}"
     assert error_line(capsys, "export", "--run", run.root) == want
     assert error_line(capsys, *train_argv(data, run.root)) == want  # resuming from it
@@ -292,8 +302,9 @@ def test_truncated_checkpoint(data: Path, tmp_path: Path, checkpoints: dict[str,
                               capsys: pytest.CaptureFixture[str], keep: int) -> None:
     run = write_config(tmp_path / "run", data)
     run.checkpoint_dir.mkdir()
+    copy_checkpoint(checkpoints["good"], run.checkpoint(1))
     run.checkpoint(1).write_bytes(checkpoints["good"].read_bytes()[:keep])
-    want = f"edvis: error: cannot read checkpoint {run.checkpoint(1)} (damaged or not an edvis checkpoint): "
+    want = f"edvis: error: checkpoint {run.checkpoint(1)} is damaged: its bytes (sha256 "
     assert error_line(capsys, "export", "--run", run.root).startswith(want)
     assert error_line(capsys, *train_argv(data, run.root)).startswith(want)
 
@@ -328,7 +339,10 @@ def test_damaged_onnx_of_the_right_size(run_copy: Run, capsys: pytest.CaptureFix
     with open(onnx, "r+b") as f:
         f.write(b"\xff" * 4096)  # the protobuf header and graph start become garbage
     line = error_line(capsys, "render", "--run", run_copy.root, "--perturbations")
-    assert line.startswith(f"edvis: error: cannot load {onnx} (run `edvis export` again): ")
+    assert line.startswith(f"edvis: error: ONNX file {onnx} is damaged: its bytes (sha256 ")
+    assert line.endswith("; run `edvis export` to export it again")
+    assert main(["export", "--run", str(run_copy.root)]) == 0  # its checkpoint is sound: exported again
+    assert main(["render", "--run", str(run_copy.root), "--perturbations"]) == 0
 
 
 # --- schema versions ----------------------------------------------------------------------------
@@ -361,7 +375,7 @@ def test_render_manifest_of_another_schema(run_copy: Run, tmp_path: Path,
     manifest = run_copy.render_dir / "manifest.json"
     text = manifest.read_text()
     assert json.loads(text)["schema"] == 1
-    manifest.write_text(text.replace('"schema": 1', '"schema": 2'))
+    write_verified(manifest, text.replace('"schema": 1', '"schema": 2').encode())  # as another edvis wrote it
     want = (f"edvis: error: {manifest} has schema 2; this edvis reads schema 1: "
             "render again into a new run folder")
     assert error_line(capsys, "render", "--run", run_copy.root, "--perturbations") == want
@@ -382,11 +396,68 @@ def test_truncated_render_unit(run_copy: Run, tmp_path: Path, capsys: pytest.Cap
     assert main(["render", "--run", str(run_copy.root), "--perturbations"]) == 0
     unit = run_copy.render_dir / "clean" / "epoch_001.npz"
     _truncate(unit, unit.stat().st_size // 2)
-    want = f"edvis: error: cannot read render unit {unit}: "
-    for argv in (["site", "--run", run_copy.root, "--out", tmp_path / "site"],
-                 ["render", "--run", run_copy.root, "--perturbations"]):
-        line = error_line(capsys, *argv)
-        assert line.startswith(want) and line.endswith("; delete it and run `edvis render`")
-    unit.unlink()  # as the message says
-    assert main(["render", "--run", str(run_copy.root), "--perturbations"]) == 0
+    want = f"edvis: error: render unit {unit} is damaged: its bytes (sha256 "
+    line = error_line(capsys, "site", "--run", run_copy.root, "--out", tmp_path / "site")
+    assert line.startswith(want) and line.endswith("; run `edvis render` to render it again")
+    assert main(["render", "--run", str(run_copy.root), "--perturbations"]) == 0  # renders it again
     assert main(["site", "--run", str(run_copy.root), "--out", str(tmp_path / "site")]) == 0
+
+
+# --- numbers a flag takes, and what the system refuses ------------------------------------------
+
+BAD_FLAGS = [
+    (["synth", "--out", "X", "--classes", "0"], "--classes must be >= 1 and <= 12, got 0"),
+    (["synth", "--out", "X", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["synth", "--out", "X", "--val-per-class", "x"], "--val-per-class must be an integer, got 'x'"),
+    (["data", "tiny-imagenet", "--out", "X", "--retries", "0"], "--retries must be >= 1, got 0"),
+    (["train", "--data", "X", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["train", "--data", "X", "--workers", "-1"], "--workers must be >= 0, got -1"),
+    (["train", "--data", "X", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["train", "--data", "X", "--lr", "nan"], "--lr must be a finite number, got 'nan'"),
+    (["train", "--data", "X", "--dropout", "1"], "--dropout must be >= 0 and < 1, got 1"),
+    (["train", "--data", "X", "--cutmix", "1.5"], "--cutmix must be >= 0 and <= 1, got 1.5"),
+    (["train", "--data", "X", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["train", "--data", "X", "--recipe", "x"], "--recipe: invalid choice: 'x' (choose from 'demo', 'author')"),
+    (["render", "--batch-size", "-5"], "--batch-size must be >= 1, got -5"),
+    (["render", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["analyze", "--pattern-threshold", "2"], "--pattern-threshold must be >= 0 and <= 1, got 2"),
+    (["site", "--timeline-images", "-1"], "--timeline-images must be >= 0, got -1"),
+    (["site", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["train"], "the following arguments are required: --data"),
+    (["nonsense"], "COMMAND: invalid choice: 'nonsense' (choose from 'synth', 'data', 'train', 'export', 'render', "
+     "'analyze', 'site')"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_a_bad_flag_is_one_line_naming_it(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"edvis: error: {message}"], err  # no usage dump, no traceback
+
+
+def test_synth_into_a_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    line = error_line(capsys, "synth", "--out", tmp_path / "file", "--classes", 1, "--train-per-class", 1,
+                      "--val-per-class", 1)
+    assert str(tmp_path / "file") in line and ("Not a directory" in line or "File exists" in line)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_folder_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    line = error_line(capsys, "synth", "--out", tmp_path / "ro" / "ds", "--classes", 1)
+    assert str(tmp_path / "ro") in line and "Permission denied" in line
+
+
+def test_permission_denied_is_one_line_naming_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", denied)
+    line = error_line(capsys, "synth", "--out", tmp_path / "ds", "--classes", 1, "--train-per-class", 1,
+                      "--val-per-class", 1)
+    assert line.startswith(f"edvis: error: {tmp_path / 'ds'}") and line.endswith(": Permission denied")

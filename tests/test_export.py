@@ -1,3 +1,6 @@
+import os
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -7,7 +10,7 @@ import torch
 from edvis.data import load_images, open_dataset
 from edvis.export import ParityError, check_parity, export_run, sha256_file
 from edvis.models import ModelConfig, Uint8Input, build_model
-from edvis.run import CHECKPOINT_SCHEMA, Run, RunError
+from edvis.run import CHECKPOINT_SCHEMA, Run, RunError, save_checkpoint
 
 
 def _fake_run(root, num_classes=20, epochs=(1, 2), seed=0, name="edvis-resnet18"):
@@ -23,8 +26,8 @@ def _fake_run(root, num_classes=20, epochs=(1, 2), seed=0, name="edvis-resnet18"
                     m.running_mean.uniform_(-0.5, 0.5)
                     m.running_var.uniform_(0.5, 2.0)
         run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"schema": CHECKPOINT_SCHEMA, "epoch": e, "model_config": mc.to_dict(),
-                    "model": model.state_dict()}, run.checkpoint(e))
+        save_checkpoint(run.checkpoint(e), {"schema": CHECKPOINT_SCHEMA, "epoch": e, "model_config": mc.to_dict(),
+                                            "model": model.state_dict()})
     return run
 
 
@@ -80,6 +83,47 @@ def test_up_to_date_exports_are_skipped_and_stale_ones_redone(tmp_path):
     _fake_run(tmp_path, num_classes=4, epochs=(2,), seed=10)  # epoch 2 retrained
     assert export_run(tmp_path) == [2]
     assert run.onnx_epochs() == [1, 2]
+
+
+def flip(path, count=3):
+    """Damage ``path`` in the middle, keeping its size (and its mtime)."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + count] = bytes(b ^ 0xFF for b in data[mid : mid + count])
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_damaged_onnx_file_is_exported_again_from_its_sound_checkpoint(tmp_path):
+    run = _fake_run(tmp_path, num_classes=4, epochs=(1,))
+    export_run(tmp_path)
+    good = run.onnx(1).read_bytes()
+    flip(run.onnx(1))
+    with pytest.raises(RunError, match=re.escape(f"ONNX file {run.onnx(1)} is damaged")):
+        run.read_onnx(1)
+    assert export_run(tmp_path) == [1]
+    assert run.read_onnx(1)[0] == good  # the same bytes again (the export is deterministic)
+
+
+def test_a_damaged_checkpoint_is_refused_naming_it_and_train(tmp_path):
+    run = _fake_run(tmp_path, num_classes=4, epochs=(1,))
+    flip(run.checkpoint(1))
+    with pytest.raises(RunError, match=re.escape(f"checkpoint {run.checkpoint(1)} is damaged")) as e:
+        export_run(tmp_path)
+    assert "`edvis train`" in str(e.value)
+    assert run.onnx_epochs() == []
+
+
+def test_a_checkpoint_changed_in_place_is_exported_again(tmp_path):
+    # Same size, same mtime, other weights: the digest, not the stamp, says it changed.
+    run = _fake_run(tmp_path, num_classes=4, epochs=(1,))
+    export_run(tmp_path)
+    st = run.checkpoint(1).stat()
+    _fake_run(tmp_path, num_classes=4, epochs=(1,), seed=10)
+    os.utime(run.checkpoint(1), ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert run.checkpoint(1).stat().st_size == st.st_size
+    assert export_run(tmp_path) == [1]
 
 
 def test_parity_check_fails_for_a_different_model(tmp_path):

@@ -130,3 +130,56 @@ def test_site_killed_then_rebuilt_equals_a_straight_build(reference):
         assert main(["site", "--run", str(ref), "--out", str(out)]) == 0
         assert tree_digest(out) == tree_digest(tmp / "site"), delay
     assert killed >= 3, f"only {killed} of 6 builds were still running when killed"
+
+
+# --- one writer per run folder and stage ---------------------------------------------------------
+
+
+def test_a_second_train_on_the_same_run_is_refused_at_once(reference, tmp_path, capsys):
+    """Two `edvis train` with other settings on one new run: the second is refused in one line."""
+    _, data, _ = reference
+    run = tmp_path / "run"
+    first = subprocess.Popen(edvis_cmd(*train_args(data, run)[:-2], "--epochs", "50", "--device", "cpu"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "config.json").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.poll() is None, "the first train ended before the second started"
+        code = main(["train", "--data", str(data), "--run", str(run), "--epochs", "2", "--lr", "0.5", "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.splitlines()[-1] == (f"edvis: error: {run}: another `edvis train` is writing it (it holds "
+                                        f"{run.absolute() / '.locks' / 'train.lock'}); wait for it to finish, "
+                                        "then run this again")
+        assert "Traceback" not in err
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+
+@pytest.mark.parametrize(("stage", "argv"), [
+    ("export", ["export"]), ("render.0-1", ["render", "--perturbations"]), ("render", ["render", "--merge", "X"]),
+    ("analyze", ["analyze"])])
+def test_a_killed_lock_holder_blocks_nothing(reference, tmp_path, capsys, stage, argv):
+    """A process holding the stage's lock refuses the stage; once it is killed, the stage runs."""
+    _, _, ref = reference
+    run = copy_trained(ref, tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom edvis.run import writer_lock\n"
+                               f"with writer_lock({str(run)!r}, {stage!r}):\n    print('held', flush=True)\n"
+                               "    time.sleep(600)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        verb = argv[0]
+        code = main([verb, "--run", str(run), *argv[1:]])
+        assert code == 2
+        assert f"another `edvis {verb}` is writing it" in capsys.readouterr().err.splitlines()[-1]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    if verb != "render" or argv[1] != "--merge":
+        if verb in ("render", "analyze"):
+            assert main(["export", "--run", str(run)]) == 0
+        if verb == "analyze":
+            assert main(["render", "--run", str(run), "--perturbations"]) == 0
+        assert main([verb, "--run", str(run), *argv[1:]]) == 0

@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,12 @@ from edvis.errors import EdvisError, UsageError
 
 _DIGITS = re.compile(r"(\d+)")
 
+MAX_SIDE = 1 << 16  # no coordinate of a box reaches this
+# The largest image edvis decodes, in pixels (64 Mi, e.g. 8192 × 8192): larger ones are refused
+# naming the file, before Pillow decodes anything (and instead of its DecompressionBombWarning).
+MAX_PIXELS = 1 << 26
+# Our own check replaces Pillow's warning (it warns from MAX_IMAGE_PIXELS, errors from twice that).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 Box = tuple[int, int, int, int]
@@ -144,12 +151,13 @@ def _open_tiny_imagenet(root: Path) -> Dataset:
     label_of = {w: i for i, w in enumerate(wnids)}
 
     train: list[Sample] = []
+    seen: set[tuple[int, int]] = set()  # each real training file once, however it is linked
     for label, wnid in enumerate(wnids):
         class_dir = root / "train" / wnid
         if not class_dir.is_dir():
             raise DatasetError(f"training folder missing for class {wnid}: {class_dir}")
         image_dir = class_dir / "images"
-        files = _list_images(image_dir)
+        files = _list_images(image_dir, seen)
         if not files:
             raise DatasetError(f"class {wnid} has no training images in {image_dir}")
         boxes = _read_train_boxes(class_dir / f"{wnid}_boxes.txt")
@@ -170,6 +178,7 @@ def _open_tiny_imagenet(root: Path) -> Dataset:
                 f"{annotations}:{lineno}: expected file, wnid, x0, y0, x1, y1 separated by tabs"
             )
         name, wnid = fields[0], fields[1]
+        _check_name(name, annotations, lineno, "file name")
         if wnid not in label_of:
             raise DatasetError(f"{annotations}:{lineno}: class {wnid!r} is not in wnids.txt")
         if name not in present:
@@ -191,12 +200,21 @@ def _open_tiny_imagenet(root: Path) -> Dataset:
 def _read_wnids(path: Path) -> tuple[str, ...]:
     wnids = [line.strip() for line in _read_lines(path)]
     wnids = [w for w in wnids if w]
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        _check_name(line.strip(), path, lineno, "class id")
     if not wnids:
         raise DatasetError(f"no class ids in {path}")
     duplicates = sorted(w for w, n in Counter(wnids).items() if n > 1)
     if duplicates:
         raise DatasetError(f"{path}: class ids listed more than once: {', '.join(duplicates)}")
     return tuple(wnids)
+
+
+def _check_name(name: str, path: Path, lineno: int, what: str) -> None:
+    """Refuse a class id or file name that would lead out of its folder (``..``, a separator)."""
+    if name and (name in (".", "..") or "/" in name or "\\" in name or "\0" in name or os.sep in name):
+        raise DatasetError(f"{path}:{lineno}: {what} {name!r} is not a plain name (it would lead out of the "
+                           "dataset folder)")
 
 
 def _read_names(path: Path, wnids: tuple[str, ...]) -> tuple[str, ...]:
@@ -231,6 +249,9 @@ def _parse_box(fields: Sequence[str], path: Path, lineno: int) -> Box:
         raise DatasetError(f"{path}:{lineno}: box coordinates must be integers") from None
     if x0 > x1 or y0 > y1:
         raise DatasetError(f"{path}:{lineno}: box has x0 > x1 or y0 > y1")
+    if min(x0, y0) < 0 or max(x1, y1) >= MAX_SIDE:
+        raise DatasetError(f"{path}:{lineno}: box ({x0}, {y0}, {x1}, {y1}) lies outside any image edvis reads "
+                           f"(coordinates must be 0 to {MAX_SIDE - 1}); mend the line")
     return (x0, y0, x1, y1)
 
 
@@ -245,8 +266,9 @@ def _open_imagefolder(root: Path) -> Dataset:
     label_of = {c: i for i, c in enumerate(classes)}
 
     train: list[Sample] = []
+    seen: set[tuple[int, int]] = set()  # every real file once, in train and val
     for label, cls in enumerate(classes):
-        files = _walk_images(train_dir / cls)
+        files = _walk_images(train_dir / cls, seen)
         if not files:
             raise DatasetError(f"class {cls} has no training images in {train_dir / cls}")
         train.extend(Sample(train_dir / cls / f, label, None) for f in files)
@@ -257,7 +279,7 @@ def _open_imagefolder(root: Path) -> Dataset:
             raise DatasetError(
                 f"validation class folder has no training counterpart: {val_dir / cls}"
             )
-        files = _walk_images(val_dir / cls)
+        files = _walk_images(val_dir / cls, seen)
         val.extend(Sample(val_dir / cls / f, label_of[cls], None) for f in files)
     if not val:
         raise DatasetError(f"no validation images in {val_dir}; expected one sub-folder of images per class")
@@ -273,15 +295,44 @@ def _subfolders(folder: Path) -> list[str]:
         return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
 
-def _walk_images(folder: Path) -> list[str]:
-    """Image paths under ``folder`` (recursively, relative, '/'-separated), naturally sorted."""
+def _walk_images(folder: Path, seen: set[tuple[int, int]]) -> list[str]:
+    """Image paths under ``folder`` (recursively, relative, '/'-separated), naturally sorted.
+
+    Symbolic links are followed, but each real folder is entered and each real file (device,
+    inode) taken once, whatever links lead to it: a link loop adds nothing, and a file linked
+    twice (here or anywhere ``seen`` has been) counts once.
+    """
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, folder)
-        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-        found.extend(prefix + f for f in filenames if _is_image_name(f))
+    entered: set[tuple[int, int]] = set()
+    stack = [("", folder)]
+    while stack:
+        prefix, here = stack.pop()
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in entered:
+            continue
+        entered.add((st.st_dev, st.st_ino))
+        with os.scandir(here) as entries:
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir():
+                    stack.append((prefix + e.name + "/", Path(e.path)))
+                elif e.is_file() and _is_image_name(e.name) and _first_time(e, st.st_dev, seen):
+                    found.append(prefix + e.name)
     return sorted(found, key=_natural_key)
+
+
+def _first_time(entry: os.DirEntry, dev: int, seen: set[tuple[int, int]]) -> bool:
+    """Whether ``entry``'s real file is not in ``seen`` (and add it)."""
+    if entry.is_symlink():
+        st = os.stat(entry.path)
+        key = (st.st_dev, st.st_ino)
+    else:
+        key = (dev, entry.inode())
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -304,17 +355,21 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _list_files(folder: Path) -> list[str]:
-    """Names of the regular files in ``folder``; empty if the folder does not exist."""
+def _list_files(folder: Path, seen: set[tuple[int, int]] | None = None) -> list[str]:
+    """Names of the regular files in ``folder``; empty if the folder does not exist. With
+    ``seen``, a file whose real file is already there (a symbolic link to it) is left out."""
     try:
         with os.scandir(folder) as entries:
-            return [e.name for e in entries if e.is_file()]
+            if seen is None:
+                return [e.name for e in entries if e.is_file()]
+            dev = folder.stat().st_dev
+            return [e.name for e in entries if e.is_file() and _first_time(e, dev, seen)]
     except (FileNotFoundError, NotADirectoryError):
         return []
 
 
-def _list_images(folder: Path) -> list[str]:
-    return sorted((f for f in _list_files(folder) if _is_image_name(f)), key=_natural_key)
+def _list_images(folder: Path, seen: set[tuple[int, int]] | None = None) -> list[str]:
+    return sorted((f for f in _list_files(folder, seen) if _is_image_name(f)), key=_natural_key)
 
 
 def _natural_key(name: str) -> tuple[list[str | int], str]:
@@ -361,6 +416,7 @@ def load_image(path: str | Path, size: int = 64) -> np.ndarray:
         raise UsageError(f"size must be positive, got {size}")
     try:
         with Image.open(path) as im:
+            _check_pixels(path, im.size)
             # Decode fully inside the try: a truncated file raises here instead of yielding grey
             # pixels (as long as PIL.ImageFile.LOAD_TRUNCATED_IMAGES keeps its default, False).
             im.load()
@@ -371,9 +427,18 @@ def load_image(path: str | Path, size: int = 64) -> np.ndarray:
     except Image.UnidentifiedImageError:
         reason = "empty file" if _is_empty(path) else "not a recognised image file"
         raise DatasetError(f"cannot read image {path}: {reason}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # over twice Pillow's own limit: its size is in the header
+        raise DatasetError(f"cannot read image {path}: over edvis' limit of {MAX_PIXELS:,} pixels "
+                           "(edvis.data.dataset.MAX_PIXELS)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise DatasetError(f"cannot read image {path}: {reason}") from e
+
+
+def _check_pixels(path: str | Path, size: tuple[int, int]) -> None:
+    if size[0] * size[1] > MAX_PIXELS:
+        raise DatasetError(f"cannot read image {path}: {size[0]}×{size[1]} = {size[0] * size[1]:,} pixels is over "
+                           f"edvis' limit of {MAX_PIXELS:,} (edvis.data.dataset.MAX_PIXELS)")
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

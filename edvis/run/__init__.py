@@ -1,12 +1,14 @@
 """The run folder and everything that passes between stages: the contract. Imports no torch.
 
-``folder`` (paths, config.json, metrics.jsonl), ``atomic`` (writes), ``lock`` (one writer per
-target), ``checkpoint`` (the checkpoint format; torch only when one is read or written) and
-``store`` (the render store and its unit format). Every stage reads and writes through these names.
+``folder`` (paths, config.json, metrics.jsonl), ``atomic`` (writes), ``digest`` (digests
+recorded on write, verified on read), ``lock`` (one writer per target), ``checkpoint`` (the
+checkpoint format; torch only when one is read or written) and ``store`` (the render store and
+its unit format). Every stage reads and writes through these names.
 """
 
-from edvis.run import atomic, tables
-from edvis.run.checkpoint import CHECKPOINT_SCHEMA, load_checkpoint, save_checkpoint
+from edvis.run import atomic, digest, tables
+from edvis.run.checkpoint import CHECKPOINT_SCHEMA, checkpoint_digest, load_checkpoint, save_checkpoint
+from edvis.run.digest import IntegrityError
 from edvis.run.folder import RUN_SCHEMA, Run, RunError, check_model_config, model_label
 from edvis.run.lock import LockedError, writer_lock
 from edvis.run.store import (
@@ -14,6 +16,7 @@ from edvis.run.store import (
     LAYERS,
     OPTIONAL,
     UNIT_FORMAT,
+    DamagedError,
     RenderStore,
     StoreError,
     Unit,
@@ -24,7 +27,8 @@ from edvis.run.store import (
 from edvis.run.tables import csv_cell, csv_text, spreadsheet_safe
 
 __all__ = [
-    "ARRAYS", "CHECKPOINT_SCHEMA", "LAYERS", "OPTIONAL", "RUN_SCHEMA", "UNIT_FORMAT", "LockedError", "RenderStore", "Run",
+    "ARRAYS", "CHECKPOINT_SCHEMA", "DamagedError", "IntegrityError", "checkpoint_digest", "digest",
+    "LAYERS", "OPTIONAL", "RUN_SCHEMA", "UNIT_FORMAT", "LockedError", "RenderStore", "Run",
     "RunError", "StoreError", "Unit", "atomic", "check_model_config", "load_checkpoint", "model_label", "same_validation_set",
     "save_checkpoint", "softmax", "spreadsheet_safe", "summarise", "tables", "writer_lock", "csv_cell", "csv_text",
 ]

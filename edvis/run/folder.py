@@ -93,6 +93,21 @@ class Run:
             )
         return record
 
+    def read_onnx(self, epoch: int) -> tuple[bytes, dict[str, Any]]:
+        """The epoch's ONNX bytes (read once, verified against the sha256 of its export record)
+        and that record. A RunError naming the file and `edvis export` if they do not match."""
+        from edvis.run.digest import IntegrityError, read_verified
+
+        record = self.read_export_record(epoch)
+        try:
+            data, _ = read_verified(self.onnx(epoch), "ONNX file", "run `edvis export` to export it again",
+                                    expected=str(record.get("sha256")))
+        except FileNotFoundError:
+            raise RunError(f"ONNX file missing: {self.onnx(epoch)} (run `edvis export`)") from None
+        except IntegrityError as e:
+            raise RunError(str(e)) from None
+        return data, record
+
     def checkpoint_epochs(self) -> list[int]:
         return _epochs_in(self.checkpoint_dir, "pt")
 

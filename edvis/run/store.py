@@ -21,6 +21,12 @@ A unit is one ``.npz`` written atomically, so it is either complete or absent. I
 ``layers/epoch_NNN.npz`` holds, for a few validation images (``index``), the output of every
 layer the ONNX file exposes (``L0``, ``L1``, …: float16 (K, channels, h, w)), named in ``meta``.
 
+Every file of the store (manifest, units, layer files) has its digest beside it,
+``<file>.sha256`` (see edvis.run.digest), written just before it; every read verifies the bytes
+against it and parses from those bytes, and ``verified()`` tells what was read and its digest.
+A store written before digests existed has no sidecars: ``edvis render`` renders its units again,
+and every other reader refuses them ("run `edvis render`").
+
 Units are independent files, so shards of one render can write into one store at once. Two stores
 describe the same validation set when their manifests agree on the dataset fingerprint and the
 validation files, labels and boxes (``same_validation_set``): only then may their units be merged
@@ -29,6 +35,7 @@ or compared.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 import zlib
@@ -39,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from edvis.errors import EdvisError, UsageError
-from edvis.run import atomic
+from edvis.run import digest
 
 SCHEMA_VERSION = 1
 ARRAYS = ("probs", "top5", "top5_prob", "map_true", "map_pred")
@@ -49,10 +56,15 @@ UNIT_FORMAT = 2  # 2: clean units keep the top-5 maps
 OPTIONAL = ("map_top5",)  # in clean units only: the galleries show the top-5 maps
 # What np.load and json raise on a truncated, foreign or incomplete unit file.
 _DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+RENDER_AGAIN = "run `edvis render` to render it again"
 
 
 class StoreError(EdvisError):
     """The store is missing, unreadable or of another schema; names the path."""
+
+
+class DamagedError(StoreError):
+    """A store file's bytes do not match the digest recorded when it was written, or it has none."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class RenderStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._manifest: dict[str, Any] | None = None
+        self._verified: dict[Path, str] = {}
 
     # -- manifest -----------------------------------------------------------------------------
     @property
@@ -78,8 +91,13 @@ class RenderStore:
     def init(self, manifest: dict[str, Any]) -> None:
         """Create the store, or check that an existing one describes the same dataset."""
         manifest = {"schema": SCHEMA_VERSION, **manifest}
+        old = None
         if self.manifest_path.exists():
-            old = self.manifest()
+            try:
+                old = self.manifest()
+            except DamagedError:  # damaged or of an edvis before digests: written anew
+                old = None
+        if old is not None:
             if old["dataset"]["fingerprint"] != manifest["dataset"]["fingerprint"]:
                 raise StoreError(
                     f"{self.manifest_path} was rendered from another dataset "
@@ -88,13 +106,14 @@ class RenderStore:
                 )
             if old == manifest:
                 return
-        atomic.write_json(self.manifest_path, manifest)
+        text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        self._verified[self.manifest_path] = digest.write_verified(self.manifest_path, text.encode("utf-8"))
         self._manifest = manifest
 
     def manifest(self) -> dict[str, Any]:
         if self._manifest is None:
             try:
-                m = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+                m = json.loads(self._read(self.manifest_path, "render manifest").decode("utf-8"))
             except FileNotFoundError:
                 raise StoreError(f"no render store at {self.root} (run `edvis render` first)") from None
             except (OSError, ValueError) as e:
@@ -130,24 +149,24 @@ class RenderStore:
         """Store ``outputs`` [(layer name, (K, ch, h, w))] of validation images ``index`` (K,)."""
         arrays = {f"L{i}": a.astype(np.float16) for i, (_, a) in enumerate(outputs)}
         layers = [{"key": f"L{i}", "name": name, "shape": list(a.shape[1:])} for i, (name, a) in enumerate(outputs)]
-        _save(self.layers_path(epoch), {"epoch": epoch, "layers": layers, **meta},
+        self._save(self.layers_path(epoch), {"epoch": epoch, "layers": layers, **meta},
               {"index": np.asarray(index, np.int64), **arrays})
 
     def read_layers(self, epoch: int) -> tuple[dict[str, Any], np.ndarray, list[tuple[str, np.ndarray]]]:
         """(meta, index, [(layer name, (K, ch, h, w) float16)]) of one epoch."""
         path = self.layers_path(epoch)
         try:
-            with np.load(path) as z:
+            with np.load(io.BytesIO(self._read(path, "layer outputs"))) as z:
                 meta = json.loads(str(z["meta"]))
                 return meta, z["index"], [(layer["name"], z[layer["key"]]) for layer in meta["layers"]]
         except FileNotFoundError:
             raise StoreError(f"layer outputs missing: {path} (run `edvis render`)") from None
         except _DAMAGED as e:
-            raise StoreError(f"cannot read layer outputs {path}: {e}; delete it and run `edvis render`") from None
+            raise StoreError(f"cannot read layer outputs {path}: {e}; delete it and {RENDER_AGAIN}") from None
 
     def layers_meta(self, epoch: int) -> dict[str, Any] | None:
         """The layer file's metadata, or None when it is absent."""
-        return _read_meta(self.layers_path(epoch), "layer outputs")
+        return self._read_meta(self.layers_path(epoch), "layer outputs")
 
     def epochs(self, perturbation: str = "clean") -> list[int]:
         return sorted(u.epoch for u in self.units() if u.perturbation == perturbation)
@@ -159,19 +178,20 @@ class RenderStore:
         missing = set(ARRAYS) - set(arrays)
         if missing:
             raise UsageError(f"unit {unit.key} lacks arrays {sorted(missing)}")
-        _save(self.path(unit), {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}, arrays)
+        self._save(self.path(unit), {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}, arrays)
 
     def meta(self, unit: Unit) -> dict[str, Any] | None:
         """The unit's metadata, or None when the unit is absent."""
-        return _read_meta(self.path(unit))
+        return self._read_meta(self.path(unit))
 
     def read(self, unit: Unit, keys: tuple[str, ...] = ARRAYS,
              optional: tuple[str, ...] = OPTIONAL) -> dict[str, np.ndarray]:
         """The unit's arrays named in ``keys`` (each must be there) and in ``optional`` (when
-        there). An .npz member is read only when asked for."""
+        there). The file is read once, verified against its digest and parsed from those bytes;
+        an .npz member is decompressed only when asked for."""
         path = self.path(unit)
         try:
-            with np.load(path) as z:
+            with np.load(io.BytesIO(self._read(path, "render unit"))) as z:
                 missing = [k for k in keys if k not in z.files]
                 if missing:
                     raise StoreError(f"render unit {path} lacks arrays {missing}")
@@ -179,7 +199,46 @@ class RenderStore:
         except FileNotFoundError:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
         except _DAMAGED as e:
-            raise StoreError(f"cannot read render unit {path}: {e}; delete it and run `edvis render`") from None
+            raise StoreError(f"cannot read render unit {path}: {e}; delete it and {RENDER_AGAIN}") from None
+
+    # -- verified bytes -------------------------------------------------------------------------
+    def verified(self) -> dict[str, str]:
+        """{path relative to the store root: sha256} of every file this object has read (and
+        verified) or written, as computed from those very bytes."""
+        return {p.relative_to(self.root).as_posix(): d for p, d in sorted(self._verified.items())}
+
+    def digest(self, path: Path) -> str | None:
+        """The verified digest of ``path`` (a file of this store) if this object read or wrote it."""
+        return self._verified.get(Path(path))
+
+    def _read_bytes(self, path: Path, what: str) -> tuple[bytes, str]:
+        try:
+            data, sha = digest.read_verified(path, what, RENDER_AGAIN)
+        except digest.IntegrityError as e:
+            raise DamagedError(str(e)) from None
+        self._verified[Path(path)] = sha
+        return data, sha
+
+    def _read(self, path: Path, what: str) -> bytes:
+        return self._read_bytes(path, what)[0]
+
+    def _save(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """One .npz of ``arrays`` plus ``meta`` as a JSON string, written atomically with its digest."""
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        self._verified[path] = digest.write_verified(path, buf.getvalue())
+
+    def _read_meta(self, path: Path, what: str = "render unit") -> dict[str, Any] | None:
+        """The ``meta`` of a file ``_save`` wrote (verified), or None when the file is absent."""
+        try:
+            data = self._read(path, what)
+        except FileNotFoundError:
+            return None
+        try:
+            with np.load(io.BytesIO(data)) as z:
+                return json.loads(str(z["meta"]))
+        except _DAMAGED as e:  # a foreign file: say which
+            raise StoreError(f"cannot read {what} {path}: {e}; delete it and {RENDER_AGAIN}") from None
 
 
 def same_validation_set(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -228,20 +287,3 @@ def summarise(
     if top5_maps:
         out["map_top5"] = maps[rows[:, None], top5].astype(np.float16)  # (N, 5, S, S)
     return out
-
-
-def _save(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """One .npz of ``arrays`` plus ``meta`` as a JSON string, written atomically."""
-    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-
-
-def _read_meta(path: Path, what: str = "render unit") -> dict[str, Any] | None:
-    """The ``meta`` of a file ``_save`` wrote, or None when the file is absent."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as z:
-            return json.loads(str(z["meta"]))
-    except _DAMAGED as e:  # a foreign or damaged file: say which
-        raise StoreError(f"cannot read {what} {path}: {e}; delete it and run `edvis render`") from None

@@ -537,3 +537,74 @@ def test_fingerprint_sees_file_size_changes(tmp_path: Path) -> None:
     fp = open_dataset(root).fingerprint()
     solid(root / "val/images/val_1.JPEG", (4, 5, 6), size=(64, 65))
     assert open_dataset(root).fingerprint() != fp
+
+
+# --- values checked at the door ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wnid", ["../x", "a/b", "..", "."])
+def test_a_class_id_that_leads_out_of_the_dataset_is_refused_with_its_line(tmp_path: Path, wnid: str) -> None:
+    root = make_tiny(tmp_path / "ds")
+    (root / "wnids.txt").write_text(f"n001\n{wnid}\n")
+    error = raises_naming(f"{root / 'wnids.txt'}:2", open_dataset, root)
+    assert f"class id {wnid!r} is not a plain name" in str(error)
+
+
+def test_a_val_file_name_that_leads_out_is_refused_with_its_line(tmp_path: Path) -> None:
+    root = make_tiny(tmp_path / "ds")
+    solid(root / "val" / "outside.JPEG", (1, 2, 3))
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn002\n../outside.JPEG\tn001\n")
+    raises_naming(f"{root / 'val' / 'val_annotations.txt'}:2", open_dataset, root)
+
+
+@pytest.mark.parametrize("box", ["-1\t0\t10\t10", "0\t-5\t10\t10", "0\t0\t70000\t10"])
+def test_a_box_outside_any_image_is_refused_with_its_line(tmp_path: Path, box: str) -> None:
+    root = make_tiny(tmp_path / "ds", val_lines=["val_0.JPEG\tn002\t0\t1\t62\t63", f"val_1.JPEG\tn001\t{box}"])
+    error = raises_naming(f"{root / 'val' / 'val_annotations.txt'}:2", open_dataset, root)
+    assert "lies outside any image" in str(error)
+
+
+def test_a_symlink_loop_in_an_imagefolder_adds_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            solid(root / split / cls / "x.png", (1, 2, 3))
+            solid(root / split / cls / "y.png", (4, 5, 6))
+    (root / "train" / "a" / "loop").symlink_to(root / "train" / "a")  # a → a/loop → a → ...
+    (root / "train" / "a" / "again.png").symlink_to(root / "train" / "a" / "x.png")  # a duplicate
+    (root / "train" / "a" / "sub").mkdir()
+    (root / "train" / "a" / "sub" / "up").symlink_to(root / "train" / "a")  # a longer loop
+    ds = open_dataset(root)
+    counts = Counter(s.label for s in ds.train)
+    assert counts == {0: 2, 1: 2}, [str(s.path) for s in ds.train]
+    assert len({s.path.resolve() for s in ds.train}) == len(ds.train)
+
+
+def test_a_symlinked_duplicate_in_a_tiny_imagenet_class_counts_once(tmp_path: Path) -> None:
+    root = make_tiny(tmp_path / "ds")
+    images = root / "train" / "n001" / "images"
+    (images / "n001_9.JPEG").symlink_to(images / "n001_0.JPEG")
+    assert Counter(s.label for s in open_dataset(root).train) == {0: 2, 1: 2}
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` × ``height`` (no pixel data worth decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) +
+                     chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize(("width", "height"), [(9000, 9000), (30000, 30000)])
+def test_an_image_over_the_pixel_limit_is_refused_naming_it(tmp_path: Path, width: int, height: int,
+                                                            recwarn: pytest.WarningsRecorder) -> None:
+    path = _png_header(tmp_path / "big.png", width, height)
+    error = raises_naming(path, load_image, path)
+    assert "edvis' limit of 67,108,864" in str(error) and "MAX_PIXELS" in str(error)
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]

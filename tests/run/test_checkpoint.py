@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from edvis.run import CHECKPOINT_SCHEMA, RunError, load_checkpoint, save_checkpoint
+from edvis.run import CHECKPOINT_SCHEMA, RunError, checkpoint_digest, load_checkpoint, save_checkpoint
+from edvis.run.digest import write_verified
 
 
 def checkpoint() -> dict:
@@ -33,7 +35,7 @@ def test_round_trip_keeps_every_entry_and_stamps_the_schema(tmp_path: Path) -> N
     assert all(torch.equal(loaded["model"][k], v) for k, v in saved["model"].items())
     assert {k: v for k, v in loaded.items() if k not in ("schema", "model")} == \
         {k: v for k, v in saved.items() if k != "model"}
-    assert [p.name for p in path.parent.iterdir()] == ["epoch_002.pt"]  # no temporary left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == ["epoch_002.pt", "epoch_002.pt.sha256"]  # no temporary
 
 
 def test_a_checkpoint_loads_onto_the_device_asked_for(tmp_path: Path) -> None:
@@ -41,20 +43,30 @@ def test_a_checkpoint_loads_onto_the_device_asked_for(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "c.pt", map_location=torch.device("cpu"))["model"]["fc.bias"].device.type == "cpu"
 
 
-@pytest.mark.parametrize("keep", [0, 100, -100])
-def test_a_damaged_file_names_its_path(tmp_path: Path, keep: int) -> None:
+@pytest.mark.parametrize("keep", [0, 100, -100, "flip"])
+def test_a_damaged_file_names_its_path(tmp_path: Path, keep: int | str) -> None:
     path = tmp_path / "epoch_001.pt"
     save_checkpoint(path, checkpoint())
-    data = path.read_bytes()
-    path.write_bytes(data[:keep] if keep >= 0 else data[:keep] + b"\0" * 100)
-    with pytest.raises(RunError, match=re.escape(f"cannot read checkpoint {path} (damaged or not an edvis checkpoint)")):
+    data = bytearray(path.read_bytes())
+    if keep == "flip":  # a few bytes in the middle, the size kept
+        data[len(data) // 2 : len(data) // 2 + 3] = bytes(255 - b for b in data[len(data) // 2 : len(data) // 2 + 3])
+        path.write_bytes(bytes(data))
+    else:
+        path.write_bytes(data[:keep] if keep >= 0 else data[:keep] + b"\0" * 100)
+    with pytest.raises(RunError, match=re.escape(f"checkpoint {path} is damaged: its bytes")) as e:
         load_checkpoint(path)
+    assert "`edvis train`" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(RunError, match="is damaged"):
+        checkpoint_digest(path)
 
 
 def test_a_file_that_is_no_checkpoint_at_all(tmp_path: Path) -> None:
     path = tmp_path / "epoch_001.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(RunError, match=re.escape(str(path))):
+    with pytest.raises(RunError, match=re.escape(f"checkpoint {path} has no recorded digest")):
+        load_checkpoint(path)
+    write_verified(path, b"not a checkpoint")  # recorded, but no pickle
+    with pytest.raises(RunError, match=re.escape(f"cannot read checkpoint {path} (not an edvis checkpoint)")):
         load_checkpoint(path)
 
 
@@ -70,7 +82,9 @@ def test_a_missing_file(tmp_path: Path) -> None:
 ])
 def test_a_foreign_pickle_is_refused(tmp_path: Path, foreign: object) -> None:
     path = tmp_path / "epoch_001.pt"
-    torch.save(foreign, path)
+    buf = io.BytesIO()
+    torch.save(foreign, buf)
+    write_verified(path, buf.getvalue())  # its digest recorded: what is refused is the content
     with pytest.raises(RunError, match=re.escape(f"{path} is not an edvis checkpoint of schema {CHECKPOINT_SCHEMA}")):
         load_checkpoint(path)
 

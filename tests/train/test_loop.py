@@ -97,7 +97,7 @@ def test_checkpoint_per_epoch_metrics_and_resume_equal_straight_run(tiny_data, t
     # A last checkpoint cut short (copied or synced halfway) is reported, never loaded or skipped.
     last = b.checkpoint(3)
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    with pytest.raises(RunError, match=r"cannot read checkpoint .*epoch_003\.pt.*delete it to resume"):
+    with pytest.raises(RunError, match=r"checkpoint .*epoch_003\.pt is damaged.*delete it .*`edvis train`"):
         train(tmp_path / "b", tiny_data, model, cfg, CPU)
 
 
