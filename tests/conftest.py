@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,13 @@ def rendered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_run(run.root)
     render_run(run.root, provider="cpu", perturbations=["paper"])
     return run.root
+
+
+def flip(path: Path, count: int = 3) -> None:
+    """Damage ``path``: change ``count`` bytes in its middle, keeping its size and mtime."""
+    st = path.stat()
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 2
+    raw[mid : mid + count] = bytes(b ^ 0xFF for b in raw[mid : mid + count])
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -11,6 +11,7 @@ from edvis.data import load_images, open_dataset
 from edvis.export import ParityError, check_parity, export_run, sha256_file
 from edvis.models import ModelConfig, Uint8Input, build_model
 from edvis.run import CHECKPOINT_SCHEMA, Run, RunError, save_checkpoint
+from tests.conftest import flip
 
 
 def _fake_run(root, num_classes=20, epochs=(1, 2), seed=0, name="edvis-resnet18"):
@@ -85,14 +86,6 @@ def test_up_to_date_exports_are_skipped_and_stale_ones_redone(tmp_path):
     assert run.onnx_epochs() == [1, 2]
 
 
-def flip(path, count=3):
-    """Damage ``path`` in the middle, keeping its size (and its mtime)."""
-    st = path.stat()
-    data = bytearray(path.read_bytes())
-    mid = len(data) // 2
-    data[mid : mid + count] = bytes(b ^ 0xFF for b in data[mid : mid + count])
-    path.write_bytes(bytes(data))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def test_a_damaged_onnx_file_is_exported_again_from_its_sound_checkpoint(tmp_path):

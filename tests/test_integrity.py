@@ -21,17 +21,8 @@ import pytest
 from edvis.cli import main
 from edvis.run import DamagedError, RenderStore, Run, Unit, atomic
 from edvis.run.digest import sidecar
+from tests.conftest import flip
 from tests.test_bad_inputs import checkpoints, data, error_line, exported  # noqa: F401 (fixtures)
-
-
-def flip(path: Path, count: int = 3) -> None:
-    """Change ``count`` bytes in the middle of ``path``, keeping its size and mtime."""
-    st = path.stat()
-    raw = bytearray(path.read_bytes())
-    mid = len(raw) // 2
-    raw[mid : mid + count] = bytes(b ^ 0xFF for b in raw[mid : mid + count])
-    path.write_bytes(bytes(raw))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @pytest.fixture(scope="module")
