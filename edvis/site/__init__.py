@@ -9,9 +9,8 @@ images, ``plots`` the matplotlib figures.
 sources.py          what the readers give, read once
 read_run.py         config.json, metrics.jsonl, hashes, the manifest's dataset
 read_store.py       the render store: clean units, each perturbed setting, layers files
-read_analysis.py    analysis.json
+read_analysis.py    analysis.json (schema 2): every aggregate number the pages show
 read_compare.py     the models of Table 1: this run and the one given with --compare
-measures.py         the numbers computed from the store (accuracy, flips, confusions, histogram)
 views.py            view objects shared by the pages (tiles, data files, charts, navigation)
 views_pages.py      each page family's view objects
 index.py, classes.py, galleries.py, errors.py, perturbations.py, layers.py, compare.py

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edvis.errors import UsageError
-from edvis.site import measures, picks
+from edvis.site import picks
 from edvis.site.text import class_name, num, ordinal, pct, slugify, true_map_alt
 from edvis.site.views import Chart, ClassRef, Pack, Slider, Tile
 from edvis.site.views_pages import (
@@ -67,8 +67,11 @@ def class_page(src: Sources, refs: list[ClassRef], settings: list[SettingPage], 
     r, ref = src.clean, refs[c]
     members = np.flatnonzero(src.dataset.labels == c)
     similarity = entry.get("similarity_by_epoch") or [None] * len(r.epochs)
-    accuracy = [ClassAccuracy(epoch, t1, t5, similarity[e] if e < len(similarity) else None)
-                for e, (epoch, (t1, t5)) in enumerate(zip(r.epochs, measures.class_accuracy(r.hit1, r.hit5, members)))]
+    top1 = entry.get("top1_by_epoch") if len(members) else None
+    top5 = entry.get("top5_by_epoch") if len(members) else None
+    top1, top5 = top1 or [None] * len(r.epochs), top5 or [None] * len(r.epochs)
+    accuracy = [ClassAccuracy(epoch, top1[e], top5[e], similarity[e] if e < len(similarity) else None)
+                for e, epoch in enumerate(r.epochs)]
     rows, more = _setting_rows(c, accuracy[-1].top1, r.final_epoch, settings, entry)
     page = ClassPage(
         ref=ref, prev=refs[c - 1] if c > 0 else None, next=refs[c + 1] if c + 1 < len(refs) else None,
@@ -166,11 +169,19 @@ def _fill_images(src: Sources, refs: list[ClassRef], page: ClassPage, m: np.ndar
     for i in choose_timeline(len(m), src.timeline_images, src.seed, stream=c):
         page.timelines.append(Timeline(i, int(m[i]), files[i], [tile(i, e, label=f"epoch {epochs[e]}") for e in shown]))
     local = {int(v): j for j, v in enumerate(m)}
-    for other, images in measures.confused_with(ds.labels, r.pred[-1], c)[:CONFUSED_SHOWN]:
-        tiles = [tile(local[i], last) for i in images[:CONFUSED_EXAMPLES]]
-        page.confused.append(Confusion(refs[other], len(images), tiles))
-    for other, count in measures.mistaken_for(ds.labels, r.pred[-1], c)[:CONFUSED_SHOWN]:
+    matrix = src.analysis.confusion()
+    for other, count in most_first(matrix[c], c)[:CONFUSED_SHOWN]:
+        images = [int(i) for i in m[r.pred[-1, m] == other][:CONFUSED_EXAMPLES]]
+        page.confused.append(Confusion(refs[other], count, [tile(local[i], last) for i in images]))
+    for other, count in most_first(matrix[:, c], c)[:CONFUSED_SHOWN]:
         page.mistaken.append(Confusion(refs[other], count))
+
+
+def most_first(counts: np.ndarray, c: int) -> list[tuple[int, int]]:
+    """The non-zero ``counts`` (a row or column of the confusion matrix) other than class ``c``'s
+    own, as (class, count): most first, ties by class index."""
+    found = [(k, int(n)) for k, n in enumerate(counts) if k != c and n]
+    return sorted(found, key=lambda kn: (-kn[1], kn[0]))
 
 
 def _chart(xs: list[int], series: list[tuple[str, str, list[float | None]]], title: str,

@@ -1,5 +1,6 @@
-"""``errors.html``: the most confused pairs of classes, the most confident mistakes, the
-confidence histogram and, from analysis.json, calibration per setting, at the final epoch."""
+"""``errors.html`` at the final epoch: from analysis.json the most confused pairs of classes, the
+confidence histogram and calibration per setting; from the store the most confident mistakes
+and the maps of every image shown."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edvis.site import measures, picks
+from edvis.site import picks
 from edvis.site.read_store import CLEAN
 from edvis.site.text import class_name, num, pct
 from edvis.site.views import ClassRef, Pack, Tile
@@ -50,16 +51,17 @@ def errors_page(src: Sources, refs: list[ClassRef]) -> ErrorsPage:
                     name=truth, box=ds.boxes[i])
 
     pairs = []
-    for p in measures.most_confused(labels, pred, len(refs), ERROR_PAIRS, PAIR_EXAMPLES):
+    for p in src.analysis.confused_pairs(CLEAN)[:ERROR_PAIRS]:
         pairs.append(PairView(refs[p["a"]], refs[p["b"]], p["a_as_b"], p["b_as_a"],
-                              [tile(i, "pred") for i in p["images_a_as_b"]], [tile(i, "pred") for i in p["images_b_as_a"]]))
+                              [tile(i, "pred") for i in p["images_a_as_b"][:PAIR_EXAMPLES]],
+                              [tile(i, "pred") for i in p["images_b_as_a"][:PAIR_EXAMPLES]]))
     mistakes = [(tile(i, "pred"), tile(i, "true"))
                 for i in picks.confident_mistakes(labels, pred, prob, CONFIDENT_MISTAKES)]
     maps = np.stack(seqs)[:, None] if seqs else np.zeros((0, 1, ds.map_size, ds.map_size), np.uint8)
     clean_row = src.analysis.setting(CLEAN)
     return ErrorsPage(
-        epoch=epoch, right=int((pred == labels).sum()), wrong=int((pred != labels).sum()), pairs=pairs,
-        mistakes=mistakes, hist=measures.confidence_histogram(prob, pred == labels), auroc=clean_row.get("auroc"),
+        epoch=epoch, right=int(clean_row.get("n_right") or 0), wrong=int(clean_row.get("n_wrong") or 0), pairs=pairs,
+        mistakes=mistakes, hist=src.analysis.histogram(CLEAN), auroc=clean_row.get("auroc"),
         ece=clean_row.get("ece"), reliability=src.analysis.reliability(CLEAN), calibration=_calibration(src),
         pack=Pack(key="errors", epochs=[epoch], maps=maps, cells=cells), analysis_note=src.analysis.note,
     )

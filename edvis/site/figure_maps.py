@@ -80,7 +80,8 @@ def pairs_figure(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> No
                     plots.Cell(map=r.maps[-1, x], top=short(ds.truth(x)), bottom=f"{100 * r.prob[-1, x]:.1f}%")]
             pair.append({"file": ds.files[x], "prob": round(float(r.prob[-1, x]), 4), "map": map_data(r.maps[-1, x])})
         rows.append(row)
-        data.append({"class": ds.truth(i), "images": pair, "map_correlation": picks.pearson(r.maps[-1, i], r.maps[-1, j])})
+        corr = picks.map_correlation(r.maps[-1, i], r.maps[-1, j])
+        data.append({"class": ds.truth(i), "images": pair, "map_correlation": corr})
     plots.map_mosaic(rows, stem, f"{entry.title} (epoch {g.epoch})",
                      {"title": entry.title, "epoch": g.epoch, "pairs": data})
 

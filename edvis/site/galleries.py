@@ -64,7 +64,7 @@ def gallery_page(src: Sources, refs: list[ClassRef]) -> GalleryPage:
             tiles.append(Tile("gallery", add(r.maps[-1, x]), cells.index(x), 0, name=names[c], prob=p,
                               verdict="right", label=ds.files[x].rsplit("/", 1)[-1],
                               alt=true_map_alt(ds.files[x], names[c], epoch, names[c], p, "right")))
-        pair_rows.append(SamePair(refs[c], tiles, picks.pearson(r.maps[-1, i], r.maps[-1, j])))
+        pair_rows.append(SamePair(refs[c], tiles, picks.map_correlation(r.maps[-1, i], r.maps[-1, j])))
     maps = np.stack(seqs)[:, None] if seqs else np.zeros((0, 1, ds.map_size, ds.map_size), np.uint8)
     return GalleryPage(epoch=epoch, has_top5=r.map_top5 is not None, k=k, right=right_rows, wrong=wrong_rows,
                        pairs=pair_rows, pack=Pack(key="gallery", epochs=[epoch], maps=maps, cells=cells),

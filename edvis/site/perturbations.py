@@ -2,7 +2,7 @@
 ``perturbations/<setting>.html`` (chosen images, original and perturbed, with their maps).
 
 The settings are read here, one at a time (:func:`setting_pages`); each keeps its accuracy,
-flips, per-class top-1 and the data file of its page.
+flips and per-class top-1 (analysis.json's) and the data file of its page.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edvis.site import measures, picks
+from edvis.site import picks
 from edvis.site.read_store import CLEAN, Rows, perturbed_settings, read_setting
 from edvis.site.text import class_name, num, pct, setting_slug, true_map_alt
 from edvis.site.views import Pack, Tile
@@ -26,8 +26,8 @@ PERTURB_FLIPS = 8
 
 
 def clean_accuracy(src: Sources) -> tuple[list[float], list[float]]:
-    """The clean images' top-1 and top-5 at each rendered epoch."""
-    return measures.accuracy_by_epoch(src.clean.hit1, src.clean.hit5)
+    """The clean images' top-1 and top-5 at each rendered epoch (analysis.json's)."""
+    return src.analysis.accuracy_by_epoch(CLEAN, src.epochs)
 
 
 def setting_pages(src: Sources) -> list[SettingPage]:
@@ -47,7 +47,7 @@ def setting_pages(src: Sources) -> list[SettingPage]:
         def choose(flipped: np.ndarray, name: str = name) -> Rows:
             return Rows(random_rows, picks.choose(flipped, PERTURB_FLIPS, picks.rng(src.seed, f"flips:{name}")))
 
-        s = read_setting(src.store, name, src.clean, src.dataset.labels, src.dataset.num_classes, choose)
+        s = read_setting(src.store, name, src.clean, src.dataset.labels, src.analysis, choose)
         if s is not None:
             out.append(_page(src, s, slugs[name], clean_top1[src.clean.epochs.index(s.final_epoch)]))
     return out

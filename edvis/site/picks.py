@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 
+from edvis.analyze.metrics import pearson_rows
 from edvis.errors import UsageError
 
 
@@ -56,38 +57,6 @@ def confident_mistakes(labels: np.ndarray, pred: np.ndarray, prob: np.ndarray, k
     return [int(i) for i in wrong[order][:k]]
 
 
-def confused_with(labels: np.ndarray, pred: np.ndarray, c: int) -> list[tuple[int, list[int]]]:
-    """The classes that images of class ``c`` are predicted as (other than ``c``), with those images.
-
-    Most frequent first, ties by class index: ``[(class, [image indices]), ...]``.
-    """
-    mine = np.flatnonzero((labels == c) & (pred != c))
-    out: dict[int, list[int]] = {}
-    for i in mine:
-        out.setdefault(int(pred[i]), []).append(int(i))
-    return sorted(out.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-
-
-def mistaken_for(labels: np.ndarray, pred: np.ndarray, c: int) -> list[tuple[int, int]]:
-    """The classes whose images are predicted as ``c``, with their counts; most first, ties by index."""
-    theirs = labels[(pred == c) & (labels != c)]
-    counts = np.bincount(theirs, minlength=0) if len(theirs) else np.zeros(0, dtype=np.int64)
-    found = [(int(k), int(n)) for k, n in enumerate(counts) if n]
-    return sorted(found, key=lambda kn: (-kn[1], kn[0]))
-
-
-def histogram(prob: np.ndarray, right: np.ndarray, bins: int) -> tuple[list[int], list[int]]:
-    """Counts of right and of wrong predictions per confidence bin ``[b/bins, (b+1)/bins)``.
-
-    A probability of exactly 1 falls in the last bin. Returns ``(right_counts, wrong_counts)``.
-    """
-    if bins < 1:
-        raise UsageError(f"bins must be >= 1, got {bins}")
-    b = np.clip(np.floor(np.asarray(prob, dtype=np.float64) * bins).astype(np.int64), 0, bins - 1)
-    right = np.asarray(right, dtype=bool)
-    return (np.bincount(b[right], minlength=bins).tolist(), np.bincount(b[~right], minlength=bins).tolist())
-
-
 def same_class_pairs(labels: np.ndarray, pred: np.ndarray, k: int, gen: np.random.Generator) -> list[tuple[int, int]]:
     """``k`` pairs of right predictions of one class, from ``k`` different classes, drawn from ``gen``.
 
@@ -112,15 +81,10 @@ def mean_map(maps: np.ndarray) -> np.ndarray:
     return np.rint(m / peak * 255.0).astype(np.uint8)
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of two arrays' values; None when either is constant."""
-    x = np.asarray(a, dtype=np.float64).ravel()
-    y = np.asarray(b, dtype=np.float64).ravel()
-    x, y = x - x.mean(), y - y.mean()
-    den = np.sqrt((x * x).sum() * (y * y).sum())
-    if den == 0:
-        return None
-    return float((x * y).sum() / den)
+def map_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two maps' cells (analysis' ``pearson_rows``); None when either is constant."""
+    r = float(pearson_rows(np.asarray(a)[None], np.asarray(b)[None])[0])
+    return None if np.isnan(r) else r
 
 
 def top_channels(act: np.ndarray, k: int) -> list[int]:

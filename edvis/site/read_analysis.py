@@ -1,26 +1,26 @@
-"""Reader of ``RUN/analysis/analysis.json`` (``edvis analyze``): its numbers where the file exists
-and covers the rendered epochs, else a note saying why the pages go without them."""
+"""Reader of ``RUN/analysis/analysis.json`` (``edvis analyze``, schema 2): the one owner of every
+aggregate number the site shows (accuracy, flips, confusions, histogram, calibration, Table 1).
+The site refuses to build without it, or when it is stale or of another schema."""
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from edvis.run import Run
 from edvis.site.site_error import SiteError
 
-log = logging.getLogger(__name__)
-
-SCHEMAS = (1, 2)  # 2 adds fields (per-epoch top-5, flips, histogram, confusion); those read here are unchanged
+SCHEMA = 2
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """analysis.json (``data``; None when absent or stale) and, without it, the reason (``note``)."""
+    """analysis.json (``data``); ``note`` is kept empty (the pages' "run edvis analyze" notes)."""
 
-    data: dict[str, Any] | None
+    data: dict[str, Any]
     note: str = ""
 
     def __bool__(self) -> bool:
@@ -58,6 +58,61 @@ class Analysis:
         value = (self.data or {}).get("corruption")
         return value if isinstance(value, dict) else None
 
+    def classes_count(self) -> int:
+        return int((self.data or {}).get("classes_count") or 0)
+
+    def epoch_row(self, setting: str, epoch: int) -> dict[str, Any]:
+        """``epoch_rows``' row of ``setting`` at ``epoch`` ({} when there is none)."""
+        return next((row for row in self._list("epoch_rows") if isinstance(row, dict)
+                     and row.get("setting") == setting and row.get("epoch") == epoch), {})
+
+    def accuracy_by_epoch(self, setting: str, epochs: list[int]) -> tuple[list[float], list[float]]:
+        """Top-1 and top-5 of ``setting`` at each of ``epochs``."""
+        rows = [self.epoch_row(setting, e) for e in epochs]
+        return [row.get("top1") for row in rows], [row.get("top5") for row in rows]  # type: ignore[misc]
+
+    def flips(self, setting: str, epoch: int) -> dict[str, int]:
+        """The flip counts of a perturbed setting at ``epoch`` against the clean images."""
+        row = self.epoch_row(setting, epoch)
+        return {k: int(row.get(k) or 0) for k in ("right_to_wrong", "wrong_to_right", "wrong_to_wrong")}
+
+    def class_top1(self, setting: str, classes: int, epoch: int) -> np.ndarray:
+        """(C,) top-1 of each class under ``setting`` at ``epoch``; NaN where there is none (the
+        classes' entries hold the final epoch only)."""
+        out = np.full(classes, np.nan)
+        if epoch != (self.data or {}).get("final_epoch"):
+            return out
+        for c, entry in self.class_entries().items():
+            row = next((x for x in entry.get("settings", []) if x.get("setting") == setting), {})
+            if isinstance(c, int) and 0 <= c < classes and row.get("top1") is not None:
+                out[c] = row["top1"]
+        return out
+
+    def confused_pairs(self, setting: str) -> list[dict[str, Any]]:
+        """The most confused pairs of classes under ``setting`` at the final epoch, most first."""
+        entry = next((x for x in self._list("confused_pairs") if isinstance(x, dict) and x.get("setting") == setting), {})
+        pairs = entry.get("pairs", [])
+        return [p for p in pairs if isinstance(p, dict)]
+
+    def histogram(self, setting: str) -> tuple[list[int], list[int]]:
+        """The confidence histogram of ``setting`` at the final epoch: (right counts, wrong counts)."""
+        h = next((x for x in self._list("confidence_histogram")
+                  if isinstance(x, dict) and x.get("setting") == setting), {})
+        return list(h.get("right", [])), list(h.get("wrong", []))
+
+    def confusion(self) -> np.ndarray:
+        """The clean confusion matrix at the final epoch, [true, predicted]."""
+        value = (self.data or {}).get("confusion")
+        return np.asarray(value.get("matrix", []) if isinstance(value, dict) else [], dtype=np.int64)
+
+    def compare_settings(self, epoch: int) -> dict[str, tuple[float, float]] | None:
+        """The compared run's (top-1, top-5) per setting at its final ``epoch``; None without them."""
+        value = (self.data or {}).get("compare")
+        rows = value.get("settings") if isinstance(value, dict) else None
+        if not isinstance(rows, list) or not rows or any(r.get("epoch") != epoch for r in rows):
+            return None
+        return {str(r["setting"]): (r["top1"], r["top5"]) for r in rows}
+
     def pattern_threshold(self) -> str:
         """The map similarity from which a class's pattern counts as formed, as text."""
         definitions = (self.data or {}).get("definitions")
@@ -67,20 +122,18 @@ class Analysis:
 
 
 def read_analysis(run: Run, epochs: list[int]) -> Analysis:
-    """RUN/analysis/analysis.json when present and about the rendered epochs; else a note why not."""
+    """RUN/analysis/analysis.json, schema 2, about the rendered ``epochs``; else a SiteError."""
     path = run.root / "analysis" / "analysis.json"
     if not path.is_file():
-        return Analysis(None, "Run edvis analyze for these numbers.")
+        raise SiteError(f"{path} is missing: run `edvis analyze` first")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise SiteError(f"cannot read {path}: {e}") from None
-    if not isinstance(data, dict) or data.get("schema") not in SCHEMAS:
+        raise SiteError(f"cannot read {path}: {e}: run `edvis analyze --force`") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise SiteError(f"{path} has schema {data.get('schema') if isinstance(data, dict) else None!r}; "
-                        f"this edvis reads schemas {' and '.join(map(str, SCHEMAS))}: run `edvis analyze --force`")
+                        f"this edvis reads schema {SCHEMA}: run `edvis analyze --force`")
     if data.get("epochs") != epochs:
-        log.info(f"site: {path} covers epochs {data.get('epochs')}, the store {epochs}: its numbers are left out "
-                 "(run `edvis analyze`)")
-        return Analysis(None, "analysis.json is out of date: run edvis analyze again for these numbers.")
+        raise SiteError(f"{path} covers epochs {data.get('epochs')}, the render store {epochs}: "
+                        "it is out of date: run `edvis analyze`")
     return Analysis(data)
-

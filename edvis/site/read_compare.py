@@ -1,5 +1,6 @@
 """Reader of the models in Table 1 and on the compare page: this run's, and the run given with
-``--compare`` (its final epoch: accuracy per setting, clean predictions and maps)."""
+``--compare`` (its final epoch: accuracy per setting from analysis.json, clean predictions and
+maps from its render store)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from edvis.data import order_settings
 from edvis.run import RenderStore, Run, StoreError, Unit
 from edvis.run import model_label as label_of
-from edvis.site import measures
+from edvis.site.read_analysis import Analysis
 from edvis.site.read_run import RunInfo, read_config
 from edvis.site.read_store import CLEAN, CleanRenders, normalise_maps
 from edvis.site.site_error import SiteError
@@ -50,9 +50,11 @@ def this_model(run: RunInfo, clean: CleanRenders, settings: dict[str, tuple[int,
     )
 
 
-def read_compare(run_dir: Path, manifest: dict[str, Any], labels: np.ndarray, mine: str) -> Model:
+def read_compare(run_dir: Path, manifest: dict[str, Any], analysis: Analysis, analysis_path: Path,
+                 mine: str) -> Model:
     """The run given with ``--compare``, checked to be rendered on this run's validation set;
-    its label gets its folder's name when it equals ``mine`` (this model's label)."""
+    its label gets its folder's name when it equals ``mine`` (this model's label). Its top-1 and
+    top-5 per setting are ``analysis``'s (``edvis analyze --compare``); the store gives its maps."""
     run = Run(run_dir)
     store = RenderStore(run.render_dir)
     try:
@@ -73,17 +75,12 @@ def read_compare(run_dir: Path, manifest: dict[str, Any], labels: np.ndarray, mi
     if label == mine:
         label += f" [{run_dir.resolve().name}]"
     epoch = epochs[-1]
+    settings = analysis.compare_settings(epoch)
+    if settings is None:
+        raise SiteError(f"{analysis_path}: no top-1/top-5 of {run_dir} at its epoch {epoch} (compare.settings): "
+                        f"run `edvis analyze --compare {run_dir}`")
     log.info(f"site: reading {run_dir} (compared), epoch {epoch}")
-    settings: dict[str, tuple[float, float]] = {}
-    clean: dict[str, np.ndarray] = {}
-    for name in order_settings(store.perturbations()):
-        if epoch not in store.epochs(name):
-            continue
-        keys = ("top5", "top5_prob", "map_true") if name == CLEAN else ("top5",)
-        arrays = store.read(Unit(name, epoch), keys, ())
-        settings[name] = measures.accuracy(np.asarray(arrays["top5"], dtype=np.int64), labels)
-        if name == CLEAN:
-            clean = arrays
+    clean = store.read(Unit(CLEAN, epoch), ("top5", "top5_prob", "map_true"), ())
     top5 = np.asarray(clean["top5"], dtype=np.int64)
     return Model(label=label, run_name=run_dir.resolve().name, epoch=epoch, settings=settings,
                  map_size=int(other.get("map_size", 8)), pred=top5[:, 0],

@@ -3,8 +3,8 @@ layers files, one unit at a time, keeping only what the pages show.
 
 The clean units become one :class:`CleanRenders` (every validation image's true-class map at
 every rendered epoch, as uint8, and its top-1 prediction); a perturbed setting keeps its
-accuracy per epoch, its final epoch's per-class accuracy and flips, and the maps of the few
-rows its page shows (:class:`SettingRenders`); a layers file is handed over one epoch at a time.
+accuracy per epoch, its final epoch's per-class accuracy and flips (all from analysis.json),
+and the maps of the few rows its page shows (:class:`SettingRenders`); a layers file is handed over one epoch at a time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from edvis.analyze.metrics import topk_correct
 from edvis.data import PERTURBATIONS, order_settings
 from edvis.run import RenderStore, Unit
-from edvis.site import measures
+from edvis.site.read_analysis import Analysis
 from edvis.site.site_error import SiteError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,6 @@ class CleanRenders:
     pred: np.ndarray  # (E, N) top-1 class index
     prob: np.ndarray  # (E, N) top-1 probability
     hit1: np.ndarray  # (E, N) top-1 is the true class
-    hit5: np.ndarray  # (E, N) the true class is among the top 5
     top5: np.ndarray  # (N, k) at the final epoch
     top5_prob: np.ndarray  # (N, k) at the final epoch
     map_pred: np.ndarray  # (N, S, S) uint8 at the final epoch: the top-1 class's map
@@ -75,7 +74,6 @@ def read_clean(store: RenderStore, epochs: list[int], labels: np.ndarray, map_si
     pred = np.zeros((e_count, n), dtype=np.int64)
     prob = np.zeros((e_count, n), dtype=np.float64)
     hit1 = np.zeros((e_count, n), dtype=bool)
-    hit5 = np.zeros((e_count, n), dtype=bool)
     final: dict[str, np.ndarray] = {}
     for e, epoch in enumerate(epochs):
         unit = Unit(CLEAN, epoch)
@@ -92,7 +90,6 @@ def read_clean(store: RenderStore, epochs: list[int], labels: np.ndarray, map_si
         pred[e] = top5[:, 0]
         prob[e] = np.asarray(arrays["top5_prob"], dtype=np.float64)[:, 0]
         hit1[e] = topk_correct(top5, labels, 1)
-        hit5[e] = topk_correct(top5, labels, 5)
         if last:
             final = arrays
         del arrays
@@ -102,7 +99,7 @@ def read_clean(store: RenderStore, epochs: list[int], labels: np.ndarray, map_si
         mt = final["map_top5"]
         map_top5 = normalise_maps(mt.reshape(-1, map_size, map_size)).reshape(mt.shape)
     return CleanRenders(
-        epochs=epochs, maps=maps, pred=pred, prob=prob, hit1=hit1, hit5=hit5, top5=top5,
+        epochs=epochs, maps=maps, pred=pred, prob=prob, hit1=hit1, top5=top5,
         top5_prob=np.asarray(final["top5_prob"], dtype=np.float64),
         map_pred=normalise_maps(final["map_pred"]), map_top5=map_top5,
         seed=unit_seed(store, Unit(CLEAN, epochs[-1])),
@@ -153,11 +150,13 @@ def perturbed_settings(store: RenderStore) -> list[str]:
     return [name for name in order_settings(store.perturbations()) if name != CLEAN]
 
 
-def read_setting(store: RenderStore, name: str, clean: CleanRenders, labels: np.ndarray, num_classes: int,
+def read_setting(store: RenderStore, name: str, clean: CleanRenders, labels: np.ndarray, analysis: Analysis,
                  choose: Callable[[np.ndarray], Rows]) -> SettingRenders | None:
     """The setting ``name`` at the epochs that also have a clean unit (None when there is none).
 
-    ``choose`` gets the images whose top-1 flips at its final epoch and picks the rows to keep.
+    Its accuracy, flips and per-class top-1 come from ``analysis``; the store gives the shown
+    rows' maps and predictions. ``choose`` gets the images whose top-1 flips at its final epoch
+    and picks the rows to keep.
     """
     epochs = [e for e in store.epochs(name) if e in clean.epochs]
     if not epochs:
@@ -174,31 +173,25 @@ def read_setting(store: RenderStore, name: str, clean: CleanRenders, labels: np.
 
     final = read(epochs[-1])  # read once: it also serves the last epoch below
     pred_final = np.asarray(final["top5"], dtype=np.int64)[:, 0]
-    clean_final = clean.pred[clean.epochs.index(epochs[-1])]
-    rows = choose(np.flatnonzero(pred_final != clean_final))
+    rows = choose(np.flatnonzero(pred_final != clean.pred[clean.epochs.index(epochs[-1])]))
     idx = np.asarray(rows.shown, dtype=np.int64)
     size = clean.maps.shape[-1]
     maps = np.zeros((2 * len(idx), len(epochs), size, size), dtype=np.uint8)
     pred = np.zeros((2 * len(idx), len(epochs)), dtype=np.int64)
     prob = np.zeros((2 * len(idx), len(epochs)), dtype=np.float64)
-    top1, top5s = [], []
-    hit_final = np.zeros(len(labels), dtype=bool)
     for e, epoch in enumerate(epochs):
         arrays = final if epoch == epochs[-1] else read(epoch)
-        top5 = np.asarray(arrays["top5"], dtype=np.int64)
-        hit_final, a1, a5 = measures.hits(top5, labels)
-        top1.append(a1)
-        top5s.append(a5)
         ce = clean.epochs.index(epoch)
         maps[0::2, e] = clean.maps[ce, idx]  # clean and perturbed rows interleave
         maps[1::2, e] = normalise_maps(arrays["map_true"][idx])
-        pred[0::2, e], pred[1::2, e] = clean.pred[ce, idx], top5[idx, 0]
+        pred[0::2, e], pred[1::2, e] = clean.pred[ce, idx], np.asarray(arrays["top5"], dtype=np.int64)[idx, 0]
         prob[0::2, e] = clean.prob[ce, idx]
         prob[1::2, e] = np.asarray(arrays["top5_prob"], dtype=np.float64)[idx, 0]
+    top1, top5 = analysis.accuracy_by_epoch(name, epochs)
     return SettingRenders(
-        name=name, epochs=epochs, top1=top1, top5=top5s,
-        class_top1=measures.class_top1(hit_final, labels, num_classes),
-        flips=measures.flips(labels, clean_final, pred_final), rows=rows,
+        name=name, epochs=epochs, top1=top1, top5=top5,
+        class_top1=analysis.class_top1(name, analysis.classes_count(), epochs[-1]),
+        flips=analysis.flips(name, epochs[-1]), rows=rows,
         maps=maps, pred=pred, prob=prob, seed=unit_seed(store, Unit(name, epochs[-1])),
     )
 

@@ -66,7 +66,8 @@ def read_sources(
     analysis = read_analysis(run, epochs)
     compared = None
     if compare is not None:
-        compared = read_compare(Path(compare), manifest, dataset.labels, model_label(info))
+        compared = read_compare(Path(compare), manifest, analysis, run.root / "analysis" / "analysis.json",
+                                model_label(info))
     return Sources(
         run=info, dataset=dataset, analysis=analysis, clean=clean, store=store, compared=compared,
         timeline_images=timeline_images, seed=seed, base_url=base_url.rstrip("/") + "/" if base_url else "",

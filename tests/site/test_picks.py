@@ -12,27 +12,10 @@ PRED = np.array([0, 1, 2, 1, 0, 2, 0, 2])
 # image: 0 1 2 3 4 5 6 7; wrong ones: 1 (0 as 1), 2 (0 as 2), 4 (1 as 0), 6 (2 as 0)
 
 
-def test_confused_with_and_mistaken_for() -> None:
-    assert picks.confused_with(LABELS, PRED, 0) == [(1, [1]), (2, [2])]
-    assert picks.confused_with(LABELS, PRED, 1) == [(0, [4])]
-    assert picks.mistaken_for(LABELS, PRED, 0) == [(1, 1), (2, 1)]
-    assert picks.mistaken_for(LABELS, PRED, 1) == [(0, 1)]
-    assert picks.mistaken_for(LABELS, PRED, 2) == [(0, 1)]
-
-
 def test_confident_mistakes_by_probability_then_index() -> None:
     prob = np.array([0.9, 0.5, 0.7, 0.3, 0.7, 0.2, 0.1, 0.8])
     assert picks.confident_mistakes(LABELS, PRED, prob, 3) == [2, 4, 1]  # 0.7, 0.7 (lower index first), 0.5
     assert picks.confident_mistakes(LABELS, LABELS, prob, 3) == []
-
-
-def test_histogram_bins_and_the_edge() -> None:
-    prob = np.array([0.0, 0.24, 0.25, 0.5, 0.99, 1.0])
-    right = np.array([True, False, True, True, False, True])
-    # bins of width 0.25: [0, .25) [.25, .5) [.5, .75) [.75, 1]; 1.0 joins the last
-    assert picks.histogram(prob, right, 4) == ([1, 1, 1, 1], [1, 0, 0, 1])
-    with pytest.raises(ValueError, match="bins"):
-        picks.histogram(prob, right, 0)
 
 
 def test_choices_are_seeded_sorted_and_streams_differ() -> None:
@@ -69,10 +52,10 @@ def test_mean_map_rescales_to_255() -> None:
     np.testing.assert_array_equal(picks.mean_map(maps[:0]), np.zeros((2, 2)))
 
 
-def test_pearson_and_constant_maps() -> None:
-    assert picks.pearson(np.array([1, 2, 3]), np.array([2, 4, 6])) == pytest.approx(1.0)
-    assert picks.pearson(np.array([1, 2, 3]), np.array([3, 2, 1])) == pytest.approx(-1.0)
-    assert picks.pearson(np.array([1, 1, 1]), np.array([1, 2, 3])) is None
+def test_map_correlation_and_constant_maps() -> None:
+    assert picks.map_correlation(np.array([1, 2, 3]), np.array([2, 4, 6])) == pytest.approx(1.0)
+    assert picks.map_correlation(np.array([1, 2, 3]), np.array([3, 2, 1])) == pytest.approx(-1.0)
+    assert picks.map_correlation(np.array([1, 1, 1]), np.array([1, 2, 3])) is None
 
 
 def test_top_channels_and_minmax() -> None:
