@@ -12,7 +12,6 @@ colour-blindness) and every map figure carries its colour bar.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -29,7 +28,7 @@ from matplotlib.figure import Figure
 
 from edvis.analyze.metrics import bilinear_matrix
 from edvis.errors import UsageError
-from edvis.run import atomic
+from edvis.run import atomic, csv_text
 
 #: Nominal figure size in inches and the DPI it is designed at; the PNG is written at 2x.
 FIGSIZE = (8.0, 3.2)
@@ -107,12 +106,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _curves_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CURVE_COLUMNS)
-    for row in rows:
-        writer.writerow(["" if row.get(col) is None else row[col] for col in CURVE_COLUMNS])
-    return buf.getvalue()
+    return csv_text(CURVE_COLUMNS, ([row.get(col) for col in CURVE_COLUMNS] for row in rows))
 
 
 def _series(rows: list[dict[str, Any]], key: str, scale: float = 1.0) -> tuple[list[int], list[float]]:
@@ -162,13 +156,9 @@ def _curves_figure(rows: list[dict[str, Any]]) -> Figure:
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
-    """Write a CSV table (a header row, then ``rows``; None as an empty cell); return ``path``."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    _write(Path(path), buf.getvalue().encode("utf-8"))
+    """Write a CSV table (a header row, then ``rows``; None as an empty cell), spreadsheet-safe
+    by :func:`edvis.run.csv_text`'s rule; return ``path``."""
+    _write(Path(path), csv_text(header, rows).encode("utf-8"))
     return Path(path)
 
 

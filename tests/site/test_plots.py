@@ -167,3 +167,12 @@ def test_map_mosaic_draws_maps_in_viridis(tmp_path: Path) -> None:
         assert paths[ext].read_bytes() == again[ext].read_bytes()
     with pytest.raises(ValueError, match="no tiles"):
         map_mosaic([[]], tmp_path / "none", "t", {})
+
+
+def test_figure_csvs_are_spreadsheet_safe(tmp_path):
+    from edvis.site.plots import write_csv
+
+    path = write_csv(tmp_path / "t.csv", ["class", "top1"], [["=HYPERLINK(\"x\")", -0.25], ["@SUM(A1)", None]])
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["class", "top1"], ["'=HYPERLINK(\"x\")", "-0.25"], ["'@SUM(A1)", ""]]
