@@ -48,13 +48,14 @@ def said() -> Iterator[list[str]]:
 
 @pytest.fixture(scope="session")
 def rendered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small run rendered through every stage but training: three embedded classes (three
-    validation images each), one freshly initialised checkpoint, exported and rendered under the
-    paper's perturbations. Made once; copy it before changing it."""
+    """A small run through every stage but training and the site: three embedded classes (three
+    validation images each), one freshly initialised checkpoint, exported, rendered under the
+    paper's perturbations and analysed. Made once; copy it before changing it."""
     from dataclasses import asdict
 
     import torch
 
+    from edvis.analyze import analyze_run
     from edvis.data import open_dataset, write_dataset
     from edvis.export import export_run
     from edvis.models import ModelConfig, build_model
@@ -73,6 +74,7 @@ def rendered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                         "model": build_model(mc).state_dict()})
     export_run(run.root)
     render_run(run.root, provider="cpu", perturbations=["paper"])
+    analyze_run(run.root)
     return run.root
 
 
