@@ -10,6 +10,7 @@ from markupsafe import Markup
 
 from edvis.data import order_settings
 from edvis.site.compare import localisation_cells
+from edvis.site.read_run import local_name
 from edvis.site.text import MISSING, num, pct
 from edvis.site.views import EpochRow, LocalisationRow, NavItem, RunPage, SiteView, TableRow
 
@@ -58,7 +59,7 @@ def run_page(src: Sources, models: list[Model], settings: list[SettingPage]) -> 
     planned = f" of {run.epochs_planned}" if run.epochs_planned else ""
     loc = src.analysis.models() if src.analysis.has_boxes() else []
     return RunPage(
-        dataset_root=ds.root, layout=ds.layout,
+        dataset_name=local_name(str(ds.root)), layout=ds.layout,
         model_text=(run.model_name or MISSING) + (f", variant {run.variant}" if run.variant else ""),
         recipe_text=run.recipe or MISSING,
         epochs_text=f"{len(run.metrics)} trained{planned}; {len(epochs)} rendered ({epochs[0]}–{epochs[-1]})",

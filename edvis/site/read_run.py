@@ -133,6 +133,16 @@ def _get(config: dict[str, Any], *keys: str, default: Any = None) -> Any:
     return node
 
 
+# Settings that hold a path of the machine that trained: a hosted site shows only the last part.
+MACHINE_PATHS = frozenset({"dataset.root", "train.pretrained"})
+
+
+def local_name(path: str) -> str:
+    """The last part of a path of the building machine (``/home/me/data/tiny`` → ``tiny``), which
+    is all a hosted site says of it; text that is no path comes back as it is."""
+    return Path(path).name if "/" in path or "\\" in path else path
+
+
 def _flatten(config: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     """The config as (dotted key, value text) rows, nested dicts expanded, keys sorted."""
     rows = []
@@ -142,7 +152,7 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
         if isinstance(value, dict) and value:
             rows.extend(_flatten(value, f"{name}."))
         elif isinstance(value, str):
-            rows.append((name, value))
+            rows.append((name, local_name(value) if name in MACHINE_PATHS else value))
         else:
             rows.append((name, json.dumps(value, sort_keys=True, ensure_ascii=False)))
     return rows

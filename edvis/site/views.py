@@ -279,7 +279,7 @@ class LocalisationRow:
 class RunPage:
     """index.html: the run, Table 1, localisation, training curves, configuration."""
 
-    dataset_root: str
+    dataset_name: str  # the dataset folder's name: no path of the building machine
     layout: str
     model_text: str
     recipe_text: str

@@ -379,6 +379,15 @@ def test_index_shows_run_hashes_and_epoch_accuracy(site: Path, runs: dict[str, P
     assert "&lt;b&gt;not bold&lt;/b&gt;" in html  # config values are text
 
 
+def test_no_page_names_a_path_of_the_building_machine(site: Path, runs: dict[str, Path]) -> None:
+    root = str(runs["data"].resolve())
+    html = (site / "index.html").read_text(encoding="utf-8")
+    assert "<code>dataset</code> (imagefolder), fingerprint <code>f1ngerpr1nt01234" in html  # name, layout, fingerprint
+    for path in sorted(site.rglob("*")):
+        if path.is_file() and path.suffix in (".html", ".js", ".json", ".csv", ".svg", ".tex"):
+            assert root not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
 def test_table_one_per_model_and_setting(site: Path) -> None:
     rows = page(site / "index.html").tables["table-1"]
     assert rows[0] == ["Setting", "edvis-resnet18 (paper)", "cam-resnet18"]
