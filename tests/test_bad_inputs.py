@@ -400,6 +400,7 @@ def test_truncated_render_unit(run_copy: Run, tmp_path: Path, capsys: pytest.Cap
     line = error_line(capsys, "site", "--run", run_copy.root, "--out", tmp_path / "site")
     assert line.startswith(want) and line.endswith("; run `edvis render` to render it again")
     assert main(["render", "--run", str(run_copy.root), "--perturbations"]) == 0  # renders it again
+    assert main(["analyze", "--run", str(run_copy.root)]) == 0
     assert main(["site", "--run", str(run_copy.root), "--out", str(tmp_path / "site")]) == 0
 
 

@@ -104,6 +104,7 @@ def test_site_bad_seed_and_missing_compare_run(tmp_path):
                                    "top5_prob": np.array([[0.6, 0.4]], np.float32), "map_true": maps, "map_pred": maps},
                 meta={})
     run, out = str(tmp_path / "run"), str(tmp_path / "out")
+    assert _edvis("analyze", "--run", run).returncode == 0
     r = _edvis("site", "--run", run, "--out", out, "--seed", "-1")
     assert r.returncode == 2 and "edvis: error: --seed must be >= 0, got -1" in r.stderr
     missing = tmp_path / "missing"

@@ -37,7 +37,7 @@ def train_args(data: Path, run: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """A tiny dataset and one uninterrupted run through train → export → render → site."""
+    """A tiny dataset and one uninterrupted run through train → export → render → analyze → site."""
     tmp = tmp_path_factory.mktemp("interrupt")
     data, run = tmp / "data", tmp / "reference"
     assert main(["synth", "--out", str(data), "--classes", "3", "--train-per-class", "8",
@@ -45,6 +45,7 @@ def reference(tmp_path_factory):
     assert main(train_args(data, run)) == 0
     assert main(["export", "--run", str(run)]) == 0
     assert main(["render", "--run", str(run), "--perturbations"]) == 0
+    assert main(["analyze", "--run", str(run)]) == 0
     assert main(["site", "--run", str(run), "--out", str(tmp / "site")]) == 0
     return tmp, data, run
 
