@@ -220,7 +220,7 @@ def render_run(
     log.info(provider_line(first, provider))
     batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
     maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
-    _init_store(plan.store, ds, dataset, plan.config["model"]["image_size"], int(maps_shape[-1]))
+    _init_store(plan.store, ds, dataset, plan.config["model"]["image_size"], int(maps_shape[-1]), plan.names)
     images = _decode(plan, ds, batch)
     layers_left = set(plan.layers_todo)
     done = _render_units(plan, sessions, images, batch, layers_left)
@@ -271,10 +271,13 @@ def _training_dataset(plan: _Plan, data_root: str | Path | None) -> tuple[Datase
     return ds, dataset
 
 
-def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_size: int, map_size: int) -> None:
-    """Create the store's manifest, or check that it describes this validation set."""
+def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_size: int, map_size: int,
+                names: list[str]) -> None:
+    """Create the store's manifest, or check that it describes this validation set; ``names``
+    join the settings it records as rendered at every exported epoch."""
     store.init(
         {
+            "settings": sorted(names),
             "dataset": dataset,
             "val": {
                 "files": [str(s.path.relative_to(ds.root)) for s in ds.val],

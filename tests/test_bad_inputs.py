@@ -394,11 +394,14 @@ def test_damaged_json_files(run_copy: Run, tmp_path: Path, capsys: pytest.Captur
 
 def test_truncated_render_unit(run_copy: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--run", str(run_copy.root), "--perturbations"]) == 0
+    assert main(["analyze", "--run", str(run_copy.root)]) == 0
     unit = run_copy.render_dir / "clean" / "epoch_001.npz"
     _truncate(unit, unit.stat().st_size // 2)
     want = f"edvis: error: render unit {unit} is damaged: its bytes (sha256 "
-    line = error_line(capsys, "site", "--run", run_copy.root, "--out", tmp_path / "site")
-    assert line.startswith(want) and line.endswith("; run `edvis render` to render it again")
+    for stage in (["site", "--run", run_copy.root, "--out", tmp_path / "site"], ["analyze", "--run", run_copy.root,
+                                                                                "--force"]):
+        line = error_line(capsys, *stage)
+        assert line.startswith(want) and line.endswith("; run `edvis render` to render it again"), stage
     assert main(["render", "--run", str(run_copy.root), "--perturbations"]) == 0  # renders it again
     assert main(["analyze", "--run", str(run_copy.root)]) == 0
     assert main(["site", "--run", str(run_copy.root), "--out", str(tmp_path / "site")]) == 0

@@ -91,14 +91,17 @@ def test_train_prints_and_saves_the_resolved_config(tmp_path):
 def test_site_bad_seed_and_missing_compare_run(tmp_path):
     import numpy as np
 
+    from edvis.data import open_dataset
     from edvis.run import RenderStore, Unit
 
     data = tmp_path / "data"
-    (data / "val").mkdir(parents=True)
-    Image.new("RGB", (64, 64), (10, 20, 30)).save(data / "val" / "a.png")
+    for rel in ("val/a/a.png", "train/a/t.png", "train/b/t.png"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), (10, 20, 30)).save(data / rel)
     store = RenderStore(tmp_path / "run" / "render")
-    store.init({"dataset": {"root": str(data), "fingerprint": "f", "wnids": ["a", "b"], "names": ["a", "b"]},
-                "val": {"files": ["val/a.png"], "labels": [0], "boxes": [None]}, "image_size": 64, "map_size": 8})
+    store.init({"dataset": {"root": str(data), "fingerprint": open_dataset(data).fingerprint(), "wnids": ["a", "b"],
+                            "names": ["a", "b"]},
+                "val": {"files": ["val/a/a.png"], "labels": [0], "boxes": [None]}, "image_size": 64, "map_size": 8})
     maps = np.ones((1, 8, 8), np.float16)
     store.write(Unit("clean", 1), {"probs": np.array([[0.6, 0.4]], np.float16), "top5": np.array([[0, 1]], np.int16),
                                    "top5_prob": np.array([[0.6, 0.4]], np.float32), "map_true": maps, "map_pred": maps},

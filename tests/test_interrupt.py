@@ -73,9 +73,9 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("point", ["starting", "after epoch 1", "during epoch 2"])
-def test_train_killed_then_rerun_equals_a_straight_run(reference, point):
-    tmp, data, ref = reference
-    run = tmp / f"train-{point.replace(' ', '-')}"
+def test_train_killed_then_rerun_equals_a_straight_run(reference, point, tmp_path):
+    _, data, ref = reference
+    run = tmp_path / "run"  # removed when the test passes (the runs are large)
     ckpts = run / "checkpoints"
     if point == "starting":
         kill_when(edvis_cmd(*train_args(data, run)), lambda: False, timeout=1.5)
@@ -101,9 +101,9 @@ def copy_trained(ref: Path, dest: Path) -> Path:
 
 
 @pytest.mark.parametrize("after", [0, 1, 2])
-def test_export_killed_then_rerun_equals_a_straight_export(reference, after):
-    tmp, _, ref = reference
-    run = copy_trained(ref, tmp / f"export-{after}")
+def test_export_killed_then_rerun_equals_a_straight_export(reference, after, tmp_path):
+    _, _, ref = reference
+    run = copy_trained(ref, tmp_path / "run")
     records = run / "onnx"
     kill_when(edvis_cmd("export", "--run", str(run)),
               lambda: len(list(records.glob("epoch_*.json"))) >= after, settle=0.0 if after else 1.0)

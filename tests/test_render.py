@@ -79,8 +79,8 @@ def exported(tmp_path_factory):
 
 
 def copy_run(run: Path, dest: Path) -> Path:
-    """A copy of ``run`` without its render store."""
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("render"))
+    """A copy of ``run`` without its render store or checkpoints (rendering reads neither)."""
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("render", "checkpoints"))
     return dest
 
 

@@ -18,8 +18,11 @@ unit, one perturbed unit, the final epoch's true-class maps and per-class summar
 numbers come from :mod:`edvis.analyze.metrics`; this module only streams, gathers (into
 :class:`~edvis.analyze.outputs.Gathered`) and writes what :mod:`edvis.analyze.outputs` shapes.
 ``analysis.json`` is written last and carries a digest of everything it was computed from
-(the stores' manifests, every unit's size and modification time, the parameters and the
-package's code), so a rerun with nothing changed returns at once.
+(the stores' manifests, every unit's recorded digest, the parameters and the package's code),
+so a rerun with nothing changed returns at once; ``inputs`` lists every file it was computed
+from with the sha256 of the bytes read, which the site checks against the store it shows, and
+its own digest is recorded beside it (``analysis.json.sha256``). A gap in the store (a setting
+missing at an exported epoch) is refused, naming the unit, never skipped.
 """
 
 from __future__ import annotations
@@ -49,7 +52,18 @@ from edvis.analyze.outputs import (
 )
 from edvis.data import CLEAN, order_settings, setting_kind
 from edvis.errors import EdvisError, UsageError
-from edvis.run import RenderStore, Run, RunError, Unit, atomic, model_label, same_validation_set, tables
+from edvis.run import (
+    RenderStore,
+    Run,
+    RunError,
+    Unit,
+    atomic,
+    complete_epochs,
+    digest,
+    model_label,
+    same_validation_set,
+    tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,19 +191,13 @@ def _add_unit(g: Gathered, src: _Source, setting: str, ei: int, st: ImageStats, 
         g.histograms[setting] = A.confidence_histogram(st.conf, st.correct1)
 
 
-def gather(store: RenderStore, classes: int) -> Gathered:
-    """Stream every unit of ``store`` whose epoch has a clean unit, epoch by epoch."""
+def gather(store: RenderStore, classes: int, epochs: list[int]) -> Gathered:
+    """Stream every unit of ``store`` at ``epochs`` (a whole grid, see ``complete_epochs``), epoch by epoch."""
     src = _Source.of(store, classes)
-    epochs = store.epochs(CLEAN)
     if not epochs:
         raise AnalysisError(f"no clean units in {store.root / CLEAN} (run `edvis render` first)")
-    units = store.units()
-    orphans = sorted(u.key for u in units if u.epoch not in epochs)
-    units = [u for u in units if u.epoch in epochs]
-    present = {(u.perturbation, u.epoch) for u in units}
-    settings = order_settings([u.perturbation for u in units])
-    if orphans:
-        log.info(f"analyze: skipping {len(orphans)} unit(s) whose epoch has no clean unit, e.g. {orphans[0]}")
+    settings = order_settings(store.perturbations())
+    total = len(settings) * len(epochs)
     g = Gathered(epochs=epochs, settings=settings, counts=np.bincount(src.labels, minlength=classes))
     E = len(epochs)
     for s in settings:
@@ -204,8 +212,6 @@ def gather(store: RenderStore, classes: int) -> Gathered:
         t = time.monotonic()
         clean = last if epoch == final else src.read(store, Unit(CLEAN, epoch))
         for setting in settings:
-            if (setting, epoch) not in present:
-                continue
             if setting == CLEAN:
                 _add_unit(g, src, setting, ei, clean, None)
             else:
@@ -215,7 +221,7 @@ def gather(store: RenderStore, classes: int) -> Gathered:
                                                              src.labels, classes)
         if src.with_box.any():
             g.localisation.append({"epoch": epoch, **src.localisation(clean)})
-        log.info(f"analyze: epoch {epoch} ({ei + 1}/{E}): {done}/{len(present)} units, {time.monotonic() - t:.1f}s "
+        log.info(f"analyze: epoch {epoch} ({ei + 1}/{E}): {done}/{total} units, {time.monotonic() - t:.1f}s "
             f"(total {time.monotonic() - t_start:.0f}s)")
     # Read epoch by epoch; listed setting by setting.
     g.rows.sort(key=lambda r: (settings.index(r["setting"]), r["epoch"]))
@@ -223,11 +229,10 @@ def gather(store: RenderStore, classes: int) -> Gathered:
     return g
 
 
-def gather_compare(store: RenderStore, classes: int, model: str) -> Compared:
-    """A compared run's store: accuracy and localisation per clean epoch, and the accuracy of
-    every setting it rendered at its final clean epoch (only those units' top-5 are read)."""
+def gather_compare(store: RenderStore, classes: int, model: str, epochs: list[int]) -> Compared:
+    """A compared run's store: accuracy and localisation per clean epoch (``epochs``, a whole grid),
+    and the accuracy of every setting at its final epoch (only those units' top-5 are read)."""
     src = _Source.of(store, classes)
-    epochs = store.epochs(CLEAN)
     if not epochs:
         raise AnalysisError(f"--compare: no clean units in {store.root / CLEAN} (run `edvis render` there first)")
     out = Compared(model=model, epochs=[], settings=[])
@@ -242,10 +247,8 @@ def gather_compare(store: RenderStore, classes: int, model: str) -> Compared:
     for setting in order_settings(store.perturbations()):
         if setting == CLEAN:
             top1, top5 = out.epochs[-1]["top1"], out.epochs[-1]["top5"]
-        elif final in store.epochs(setting):
-            top1, top5 = _accuracy(store, Unit(setting, final), src.labels)
         else:
-            continue
+            top1, top5 = _accuracy(store, Unit(setting, final), src.labels)
         out.settings.append({"setting": setting, "epoch": final, "top1": top1, "top5": top5})
     return out
 
@@ -295,7 +298,8 @@ def _model_name(run: Run) -> str:
 
 def inputs_digest(stores: list[RenderStore], params: dict[str, Any]) -> str:
     """sha256 over the parameters, the analysis package's code (and the CSV rule it writes by),
-    each store's manifest and every unit's size and mtime."""
+    each store's manifest and the digest recorded for every unit when it was written (its
+    ``.sha256`` sidecar: a unit rendered again, or damaged and rebuilt, changes it)."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
     for module in [*sorted(Path(__file__).parent.glob("*.py")), Path(tables.__file__)]:
         h.update(module.name.encode())
@@ -303,8 +307,7 @@ def inputs_digest(stores: list[RenderStore], params: dict[str, Any]) -> str:
     for store in stores:
         h.update(store.manifest_path.read_bytes())
         for u in store.units():
-            st = store.path(u).stat()
-            h.update(f"{u.key} {st.st_size} {st.st_mtime_ns}\n".encode())
+            h.update(f"{u.key} {digest.recorded_digest(store.path(u))}\n".encode())
     return h.hexdigest()
 
 
@@ -335,29 +338,35 @@ def analyze_run(
     json_path = out_dir / "analysis.json"
     params = {"schema": SCHEMA_VERSION, "pattern_threshold": pattern_threshold,
               "compare": None if other is None else str(other.root.resolve())}
-    digest = inputs_digest(stores, params)
-    if not force and _up_to_date(out_dir, digest):
+    epochs = complete_epochs(store, run.onnx_epochs())
+    other_epochs = complete_epochs(stores[1], other.onnx_epochs()) if other is not None else []
+    key = inputs_digest(stores, params)
+    if not force and _up_to_date(out_dir, key):
         log.info(f"analyze: {json_path} up to date")
         return json_path
 
     cls = _classes(manifest, store)
-    g = gather(store, len(cls.wnids))
+    g = gather(store, len(cls.wnids), epochs)
     compared = None
     if other is not None:
-        compared = gather_compare(stores[1], len(cls.wnids), _model_name(other))
+        compared = gather_compare(stores[1], len(cls.wnids), _model_name(other), other_epochs)
     doc, csvs = build_outputs(g, cls, pattern_threshold, _model_name(run), compared)
-    doc = {"schema": SCHEMA_VERSION, "digest": digest, **doc}
+    # What the numbers were computed from: every file read, with the digest of the bytes read.
+    inputs = {"render": store.verified(), **({"compare": stores[1].verified()} if other is not None else {})}
+    doc = {"schema": SCHEMA_VERSION, "digest": key, "inputs": inputs, **doc}
     for name, text in csvs.items():
         atomic.write_text(out_dir / name, text)
-    # Written last: its digest marks the whole folder as complete.
-    atomic.write_text(json_path, json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+    # Written last, with its own digest: it marks the whole folder as complete.
+    digest.write_verified(json_path, (json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode())
     log.info(f"analyze: wrote {json_path} and {len(csvs)} CSV tables")
     return json_path
 
 
-def _up_to_date(out_dir: Path, digest: str) -> bool:
+def _up_to_date(out_dir: Path, key: str) -> bool:
+    """Whether analysis.json (sound, as its digest says) was computed from inputs of digest ``key``."""
     try:
-        old = json.loads((out_dir / "analysis.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data, _ = digest.read_verified(out_dir / "analysis.json", "analysis", "")
+        old = json.loads(data)
+    except (OSError, ValueError, digest.IntegrityError):
         return False
-    return old.get("digest") == digest and all((out_dir / name).is_file() for name in CSV_COLUMNS)
+    return isinstance(old, dict) and old.get("digest") == key and all((out_dir / n).is_file() for n in CSV_COLUMNS)

@@ -32,7 +32,6 @@ import gc
 import hashlib
 import json
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -44,9 +43,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edvis.errors import EdvisError, UsageError
-
-_DIGITS = re.compile(r"(\d+)")
+from edvis.data.errors import DatasetError
+from edvis.data.walk import Seen, list_files, list_images, natural_key, subfolders, walk_images
+from edvis.errors import UsageError
 
 MAX_SIDE = 1 << 16  # no coordinate of a box reaches this
 # The largest image edvis decodes, in pixels (64 Mi, e.g. 8192 × 8192): larger ones are refused
@@ -54,13 +53,8 @@ MAX_SIDE = 1 << 16  # no coordinate of a box reaches this
 MAX_PIXELS = 1 << 26
 # Our own check replaces Pillow's warning (it warns from MAX_IMAGE_PIXELS, errors from twice that).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 Box = tuple[int, int, int, int]
-
-
-class DatasetError(EdvisError):
-    """A dataset folder, annotation file or image that cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -151,13 +145,13 @@ def _open_tiny_imagenet(root: Path) -> Dataset:
     label_of = {w: i for i, w in enumerate(wnids)}
 
     train: list[Sample] = []
-    seen: set[tuple[int, int]] = set()  # each real training file once, however it is linked
+    seen = Seen(root)  # each real training file once, however it is linked
     for label, wnid in enumerate(wnids):
         class_dir = root / "train" / wnid
         if not class_dir.is_dir():
             raise DatasetError(f"training folder missing for class {wnid}: {class_dir}")
         image_dir = class_dir / "images"
-        files = _list_images(image_dir, seen)
+        files = list_images(image_dir, seen)
         if not files:
             raise DatasetError(f"class {wnid} has no training images in {image_dir}")
         boxes = _read_train_boxes(class_dir / f"{wnid}_boxes.txt")
@@ -169,7 +163,7 @@ def _open_tiny_imagenet(root: Path) -> Dataset:
         raise DatasetError(f"validation annotations not found: {annotations}")
     if not val_dir.is_dir():
         raise DatasetError(f"validation image folder not found: {val_dir}")
-    present = set(_list_files(val_dir))
+    present = set(list_files(val_dir, Seen(root)))
     val: list[Sample] = []
     seen: set[str] = set()
     for lineno, fields in _read_tsv(annotations):
@@ -192,7 +186,7 @@ def _open_tiny_imagenet(root: Path) -> Dataset:
         val.append(Sample(val_dir / name, label_of[wnid], box))
     if not val:
         raise DatasetError(f"no validation images: {annotations} lists none")
-    val.sort(key=lambda s: _natural_key(s.path.name))
+    val.sort(key=lambda s: natural_key(s.path.name))
 
     return Dataset(root, "tiny-imagenet", wnids, names, tuple(train), tuple(val))
 
@@ -260,26 +254,26 @@ def _parse_box(fields: Sequence[str], path: Path, lineno: int) -> Box:
 
 def _open_imagefolder(root: Path) -> Dataset:
     train_dir, val_dir = root / "train", root / "val"
-    classes = _subfolders(train_dir)
+    classes = subfolders(train_dir)
     if not classes:
         raise DatasetError(f"no class folders in {train_dir}; expected one sub-folder per class")
     label_of = {c: i for i, c in enumerate(classes)}
 
     train: list[Sample] = []
-    seen: set[tuple[int, int]] = set()  # every real file once, in train and val
+    seen = Seen(root)  # every real file once, in train and val
     for label, cls in enumerate(classes):
-        files = _walk_images(train_dir / cls, seen)
+        files = walk_images(train_dir / cls, seen)
         if not files:
             raise DatasetError(f"class {cls} has no training images in {train_dir / cls}")
         train.extend(Sample(train_dir / cls / f, label, None) for f in files)
 
     val: list[Sample] = []
-    for cls in _subfolders(val_dir):
+    for cls in subfolders(val_dir):
         if cls not in label_of:
             raise DatasetError(
                 f"validation class folder has no training counterpart: {val_dir / cls}"
             )
-        files = _walk_images(val_dir / cls, seen)
+        files = walk_images(val_dir / cls, seen)
         val.extend(Sample(val_dir / cls / f, label_of[cls], None) for f in files)
     if not val:
         raise DatasetError(f"no validation images in {val_dir}; expected one sub-folder of images per class")
@@ -287,52 +281,6 @@ def _open_imagefolder(root: Path) -> Dataset:
     val.sort(key=lambda s: s.label)
 
     return Dataset(root, "imagefolder", tuple(classes), tuple(classes), tuple(train), tuple(val))
-
-
-def _subfolders(folder: Path) -> list[str]:
-    """Sorted names of the non-hidden sub-folders of ``folder``."""
-    with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
-
-
-def _walk_images(folder: Path, seen: set[tuple[int, int]]) -> list[str]:
-    """Image paths under ``folder`` (recursively, relative, '/'-separated), naturally sorted.
-
-    Symbolic links are followed, but each real folder is entered and each real file (device,
-    inode) taken once, whatever links lead to it: a link loop adds nothing, and a file linked
-    twice (here or anywhere ``seen`` has been) counts once.
-    """
-    found: list[str] = []
-    entered: set[tuple[int, int]] = set()
-    stack = [("", folder)]
-    while stack:
-        prefix, here = stack.pop()
-        st = here.stat()
-        if (st.st_dev, st.st_ino) in entered:
-            continue
-        entered.add((st.st_dev, st.st_ino))
-        with os.scandir(here) as entries:
-            for e in entries:
-                if e.name.startswith("."):
-                    continue
-                if e.is_dir():
-                    stack.append((prefix + e.name + "/", Path(e.path)))
-                elif e.is_file() and _is_image_name(e.name) and _first_time(e, st.st_dev, seen):
-                    found.append(prefix + e.name)
-    return sorted(found, key=_natural_key)
-
-
-def _first_time(entry: os.DirEntry, dev: int, seen: set[tuple[int, int]]) -> bool:
-    """Whether ``entry``'s real file is not in ``seen`` (and add it)."""
-    if entry.is_symlink():
-        st = os.stat(entry.path)
-        key = (st.st_dev, st.st_ino)
-    else:
-        key = (dev, entry.inode())
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -349,36 +297,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _list_files(folder: Path, seen: set[tuple[int, int]] | None = None) -> list[str]:
-    """Names of the regular files in ``folder``; empty if the folder does not exist. With
-    ``seen``, a file whose real file is already there (a symbolic link to it) is left out."""
-    try:
-        with os.scandir(folder) as entries:
-            if seen is None:
-                return [e.name for e in entries if e.is_file()]
-            dev = folder.stat().st_dev
-            return [e.name for e in entries if e.is_file() and _first_time(e, dev, seen)]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _list_images(folder: Path, seen: set[tuple[int, int]] | None = None) -> list[str]:
-    return sorted((f for f in _list_files(folder, seen) if _is_image_name(f)), key=_natural_key)
-
-
-def _natural_key(name: str) -> tuple[list[str | int], str]:
-    """Sort key putting ``x_2`` before ``x_10``; ties (``x_02``, ``x_2``) are broken by the name."""
-    # Splitting on a captured group alternates text, number, text, ..., so the odd positions
-    # are always numbers and two keys never compare a str with an int.
-    parts: list[str | int] = _DIGITS.split(name)
-    parts[1::2] = map(int, parts[1::2])
-    return parts, name
 
 
 def _read_lines(path: Path) -> list[str]:

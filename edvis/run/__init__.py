@@ -20,6 +20,7 @@ from edvis.run.store import (
     RenderStore,
     StoreError,
     Unit,
+    complete_epochs,
     same_validation_set,
     softmax,
     summarise,
@@ -29,6 +30,7 @@ from edvis.run.tables import csv_cell, csv_text, spreadsheet_safe
 __all__ = [
     "ARRAYS", "CHECKPOINT_SCHEMA", "DamagedError", "IntegrityError", "checkpoint_digest", "digest",
     "LAYERS", "OPTIONAL", "RUN_SCHEMA", "UNIT_FORMAT", "LockedError", "RenderStore", "Run",
-    "RunError", "StoreError", "Unit", "atomic", "check_model_config", "load_checkpoint", "model_label", "same_validation_set",
+    "RunError", "StoreError", "Unit", "atomic", "complete_epochs",
+    "check_model_config", "load_checkpoint", "model_label", "same_validation_set",
     "save_checkpoint", "softmax", "spreadsheet_safe", "summarise", "tables", "writer_lock", "csv_cell", "csv_text",
 ]

@@ -2,7 +2,8 @@
 
 ```
 RUN/render/
-  manifest.json               schema version, classes, dataset fingerprint, the validation index
+  manifest.json               schema version, classes, dataset fingerprint, the validation index,
+                              the settings rendered so far
   <perturbation>/epoch_NNN.npz one unit: N validation images, in manifest order
 ```
 
@@ -82,6 +83,7 @@ class RenderStore:
         self.root = Path(root)
         self._manifest: dict[str, Any] | None = None
         self._verified: dict[Path, str] = {}
+        self._metas: dict[Path, dict[str, Any]] = {}  # of the units ``read`` parsed: ``meta`` reads no file again
 
     # -- manifest -----------------------------------------------------------------------------
     @property
@@ -104,6 +106,9 @@ class RenderStore:
                     f"(fingerprint {old['dataset']['fingerprint'][:12]}, now "
                     f"{manifest['dataset']['fingerprint'][:12]}); render into a new run folder"
                 )
+            # The settings rendered so far and now: a later stage expects each at every epoch.
+            if "settings" in old or "settings" in manifest:
+                manifest["settings"] = sorted(set(old.get("settings", [])) | set(manifest.get("settings", [])))
             if old == manifest:
                 return
         text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
@@ -181,8 +186,10 @@ class RenderStore:
         self._save(self.path(unit), {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}, arrays)
 
     def meta(self, unit: Unit) -> dict[str, Any] | None:
-        """The unit's metadata, or None when the unit is absent."""
-        return self._read_meta(self.path(unit))
+        """The unit's metadata, or None when the unit is absent (from the bytes ``read`` verified
+        when this object read the unit already)."""
+        path = self.path(unit)
+        return self._metas[path] if path in self._metas else self._read_meta(path)
 
     def read(self, unit: Unit, keys: tuple[str, ...] = ARRAYS,
              optional: tuple[str, ...] = OPTIONAL) -> dict[str, np.ndarray]:
@@ -195,6 +202,8 @@ class RenderStore:
                 missing = [k for k in keys if k not in z.files]
                 if missing:
                     raise StoreError(f"render unit {path} lacks arrays {missing}")
+                if "meta" in z.files:
+                    self._metas[path] = json.loads(str(z["meta"]))
                 return {k: z[k] for k in keys + optional if k in z.files}
         except FileNotFoundError:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
@@ -239,6 +248,23 @@ class RenderStore:
                 return json.loads(str(z["meta"]))
         except _DAMAGED as e:  # a foreign file: say which
             raise StoreError(f"cannot read {what} {path}: {e}; delete it and {RENDER_AGAIN}") from None
+
+
+def complete_epochs(store: RenderStore, exported: list[int]) -> list[int]:
+    """The store's clean epochs, once the grid is known to be whole: every ``exported`` epoch (an
+    ONNX file of the run) has a clean unit, and every setting the store holds or its manifest
+    records as rendered (``settings``) has a unit at every clean epoch. A gap is a StoreError
+    naming the missing unit (and how many more), never skipped."""
+    units = set(store.units())
+    epochs = sorted({u.epoch for u in units if u.perturbation == "clean"} | set(exported))
+    recorded = store.manifest().get("settings", [])  # what every render so far was asked for
+    settings = ["clean"] + sorted(({u.perturbation for u in units} | set(recorded)) - {"clean"})
+    missing = [Unit(s, e) for s in settings for e in epochs if Unit(s, e) not in units]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise StoreError(f"render unit missing: {store.path(missing[0])}{more} (every setting is rendered at every "
+                         "exported epoch): run `edvis render` to render it")
+    return epochs
 
 
 def same_validation_set(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -17,6 +17,8 @@ OUT/
   layers.html                  every layer's output for chosen images (when RUN/render/layers/ exists)
   compare.html                 this model's maps beside another run's (``--compare``)
   figures.html                 every figure for papers: PNG (2x), SVG, data, citation line
+  inputs.sha256                every file of the run the site was made from, with the sha256 of
+                               the bytes read (``sha256sum -c`` checks a run against it)
   figures/<name>.{png,svg,csv|json}
   data/common.js               class names and the viridis lookup table, for edvis.js
   data/<key>.png, data/<key>.js  sprite sheets of images and base64 uint8 maps, per page
@@ -48,6 +50,7 @@ from edvis.site.errors import errors_page
 from edvis.site.galleries import gallery_page
 from edvis.site.layers import layers_page
 from edvis.site.perturbations import clean_accuracy, perturbations_page, setting_pages
+from edvis.site.read_analysis import check_read
 from edvis.site.read_compare import Model, this_model
 from edvis.site.read_store import CLEAN
 from edvis.site.sources import Sources, read_sources
@@ -148,8 +151,12 @@ def _write_classes(writer: Writer, src: Sources, refs: list[ClassRef], settings:
 
 
 def _write_pages(writer: Writer, src: Sources, pages: figures.Pages, models: list[Model]) -> None:
-    """Every page but the class pages."""
-    writer.page("index.html", "index.html", run=index.run_page(src, models, pages.settings))
+    """Every page but the class pages; with the run page, ``inputs.sha256``: every file of the run
+    the site was made from, with the sha256 of the bytes read."""
+    check_read(src.analysis, src.store)
+    inputs = index.inputs_read(src)
+    writer.file(index.INPUTS, "".join(f"{sha}  {name}\n" for name, sha in inputs))
+    writer.page("index.html", "index.html", run=index.run_page(src, models, pages.settings, len(inputs)))
     writer.page("classes.html", "classes.html", index=class_index(src, pages.rows, bool(pages.settings)))
     writer.page("galleries.html", "galleries.html", g=pages.gallery)
     writer.page("errors.html", "errors.html", er=pages.errors)

@@ -103,7 +103,7 @@ def class_row(page: ClassPage, entry: dict[str, Any]) -> ClassRow:
 
 
 def class_index(src: Sources, rows: list[ClassRow], has_settings: bool) -> ClassIndex:
-    return ClassIndex(rows=rows, has_analysis=bool(src.analysis), pattern_threshold=src.analysis.pattern_threshold(),
+    return ClassIndex(rows=rows, pattern_threshold=src.analysis.pattern_threshold(),
                       has_settings=has_settings)
 
 

@@ -63,7 +63,7 @@ def errors_page(src: Sources, refs: list[ClassRef]) -> ErrorsPage:
         epoch=epoch, right=int(clean_row.get("n_right") or 0), wrong=int(clean_row.get("n_wrong") or 0), pairs=pairs,
         mistakes=mistakes, hist=src.analysis.histogram(CLEAN), auroc=clean_row.get("auroc"),
         ece=clean_row.get("ece"), reliability=src.analysis.reliability(CLEAN), calibration=_calibration(src),
-        pack=Pack(key="errors", epochs=[epoch], maps=maps, cells=cells), analysis_note=src.analysis.note,
+        pack=Pack(key="errors", epochs=[epoch], maps=maps, cells=cells),
     )
 
 

@@ -42,7 +42,7 @@ def site_view(src: Sources, layers: bool, compare: Model | None) -> SiteView:
     return SiteView(
         run_name=run.name, model_name=run.model_name, variant=run.variant, num_classes=ds.num_classes,
         num_val=ds.num_val, fingerprint=ds.fingerprint, seed=src.seed, image_size=ds.image_size,
-        map_size=ds.map_size, epochs=src.epochs, nav=nav, analysis_note=src.analysis.note,
+        map_size=ds.map_size, epochs=src.epochs, nav=nav,
     )
 
 
@@ -53,8 +53,18 @@ def table1(models: list[Model], settings: list[SettingPage]) -> list[TableRow]:
     return [TableRow(n, pages.get(n, ""), [m.settings.get(n, (None, None)) for m in models]) for n in names]
 
 
-def run_page(src: Sources, models: list[Model], settings: list[SettingPage]) -> RunPage:
-    """index.html."""
+INPUTS = "inputs.sha256"
+
+
+def inputs_read(src: Sources) -> list[tuple[str, str]]:
+    """(path in the run, sha256 of the bytes read) of every file the site was made from: the
+    run's config and metrics, analysis.json, and each file of the render store it read."""
+    store = [(f"render/{name}", sha) for name, sha in src.store.verified().items()]
+    return sorted(src.run.hashes + [("analysis/analysis.json", src.analysis.sha256)] + store)
+
+
+def run_page(src: Sources, models: list[Model], settings: list[SettingPage], inputs: int = 0) -> RunPage:
+    """index.html; ``inputs`` files are listed in inputs.sha256."""
     run, ds, epochs = src.run, src.dataset, src.epochs
     planned = f" of {run.epochs_planned}" if run.epochs_planned else ""
     loc = src.analysis.models() if src.analysis.has_boxes() else []
@@ -65,7 +75,10 @@ def run_page(src: Sources, models: list[Model], settings: list[SettingPage]) -> 
         epochs_text=f"{len(run.metrics)} trained{planned}; {len(epochs)} rendered ({epochs[0]}–{epochs[-1]})",
         settings=[("clean", "")] + [(s.name, s.page) for s in settings],
         compared=(models[1].label, models[1].run_name) if len(models) > 1 else None,
-        hashes=run.hashes + [(f"onnx/epoch_{e:03d}.onnx", sha or MISSING) for e, sha in run.onnx_hashes],
+        hashes=run.hashes + [("analysis/analysis.json", src.analysis.sha256),
+                             ("render/manifest.json", src.store.digest(src.store.manifest_path) or MISSING)]
+        + [(f"onnx/epoch_{e:03d}.onnx", sha or MISSING) for e, sha in run.onnx_hashes],
+        inputs_file=INPUTS, inputs_count=inputs,
         model_labels=[m.label for m in models],
         model_epochs_text=" (" + "; ".join(f"{m.label}: {m.epoch}" for m in models) + ")" if models else "",
         table=table1(models, settings),

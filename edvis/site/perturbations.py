@@ -93,8 +93,7 @@ def perturbations_page(src: Sources, settings: list[SettingPage]) -> Perturbatio
     clean = CleanRow(src.clean.final_epoch, pct(top1[-1]), pct(top5[-1]),
                      num(src.analysis.setting(CLEAN).get("ece"), ".4f"))
     summary = ", ".join([f"{CLEAN} {pct(top1[-1])}"] + [f"{s.name} {pct(s.top1[-1])}" for s in settings])
-    return PerturbationsPage(clean=clean, settings=settings, has_analysis=bool(src.analysis),
-                             analysis_note=src.analysis.note, plot_summary=summary,
+    return PerturbationsPage(clean=clean, settings=settings, plot_summary=summary,
                              corruption=_corruption(src))
 
 

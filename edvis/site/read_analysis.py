@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edvis.run import Run
+from edvis.run import RenderStore, Run, digest
 from edvis.site.site_error import SiteError
 
 SCHEMA = 2
@@ -22,6 +23,7 @@ class Analysis:
 
     data: dict[str, Any]
     note: str = ""
+    sha256: str = ""  # of the bytes read (verified against the digest recorded beside it)
 
     def __bool__(self) -> bool:
         return bool(self.data)
@@ -121,13 +123,17 @@ class Analysis:
         return "the threshold"
 
 
-def read_analysis(run: Run, epochs: list[int]) -> Analysis:
-    """RUN/analysis/analysis.json, schema 2, about the rendered ``epochs``; else a SiteError."""
+def read_analysis(run: Run, store: RenderStore, epochs: list[int]) -> Analysis:
+    """RUN/analysis/analysis.json, schema 2, computed from exactly the units ``store`` holds at
+    ``epochs``, its bytes verified against its recorded digest; else a SiteError."""
     path = run.root / "analysis" / "analysis.json"
     if not path.is_file():
         raise SiteError(f"{path} is missing: run `edvis analyze` first")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw, sha = digest.read_verified(path, "analysis", "run `edvis analyze --force`")
+        data = json.loads(raw.decode("utf-8"))
+    except digest.IntegrityError as e:
+        raise SiteError(str(e)) from None
     except (OSError, ValueError) as e:
         raise SiteError(f"cannot read {path}: {e}: run `edvis analyze --force`") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -136,4 +142,40 @@ def read_analysis(run: Run, epochs: list[int]) -> Analysis:
     if data.get("epochs") != epochs:
         raise SiteError(f"{path} covers epochs {data.get('epochs')}, the render store {epochs}: "
                         "it is out of date: run `edvis analyze`")
-    return Analysis(data)
+    check_inputs(path, listed_inputs(data, "render", path), store)
+    return Analysis(data, sha256=sha)
+
+
+def listed_inputs(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
+    inputs = data.get("inputs")
+    listed = inputs.get(key) if isinstance(inputs, dict) else None
+    if not isinstance(listed, dict) or not listed:
+        raise SiteError(f"{path} does not list the files it was computed from: run `edvis analyze --force`")
+    return {str(k): str(v) for k, v in listed.items()}
+
+
+def check_inputs(path: Path, listed: dict[str, str], store: RenderStore, every: bool = True) -> None:
+    """Refuse when the render units ``store`` holds are not those analysis.json (``path``) lists
+    as its inputs, digest for digest (the digests recorded when the units were written; every
+    unit the site reads is verified against them in turn). Without ``every``, units it does not
+    list are allowed (a compared run's: only some of them are analysed)."""
+    units = {f"{u.key}.npz": store.path(u) for u in store.units()}
+    analysed = {k for k in listed if k.endswith(".npz") and not k.startswith("layers/")}
+    for key in sorted(analysed - units.keys()):
+        raise SiteError(f"render unit missing: {store.root / key} ({path} was computed from it): run `edvis render`")
+    for key in sorted(units.keys() - analysed) if every else []:
+        raise SiteError(f"{path} was computed without render unit {units[key]}: it is out of date: run `edvis analyze`")
+    for key in sorted(analysed):
+        if digest.recorded_digest(units[key]) != listed[key]:
+            raise SiteError(f"render unit {units[key]} is not the one {path} was computed from (rendered again "
+                            "since?): run `edvis analyze`")
+
+
+def check_read(analysis: Analysis, store: RenderStore, key: str = "render") -> None:
+    """After the pages are made: every unit the site read from ``store`` had the bytes
+    analysis.json was computed from (a unit rewritten during the build is caught here)."""
+    inputs = analysis.data.get("inputs", {})
+    listed = inputs.get(key, {}) if isinstance(inputs, dict) else {}
+    for name, sha in store.verified().items():
+        if name in listed and listed[name] != sha:
+            raise SiteError(f"render unit {store.root / name} changed while the site was built: build it again")

@@ -13,7 +13,7 @@ import numpy as np
 
 from edvis.run import RenderStore, Run, StoreError, Unit
 from edvis.run import model_label as label_of
-from edvis.site.read_analysis import Analysis
+from edvis.site.read_analysis import Analysis, check_inputs, check_read, listed_inputs
 from edvis.site.read_run import RunInfo, read_config
 from edvis.site.read_store import CLEAN, CleanRenders, normalise_maps
 from edvis.site.site_error import SiteError
@@ -79,8 +79,10 @@ def read_compare(run_dir: Path, manifest: dict[str, Any], analysis: Analysis, an
     if settings is None:
         raise SiteError(f"{analysis_path}: no top-1/top-5 of {run_dir} at its epoch {epoch} (compare.settings): "
                         f"run `edvis analyze --compare {run_dir}`")
+    check_inputs(analysis_path, listed_inputs(analysis.data, "compare", analysis_path), store, every=False)
     log.info(f"site: reading {run_dir} (compared), epoch {epoch}")
     clean = store.read(Unit(CLEAN, epoch), ("top5", "top5_prob", "map_true"), ())
+    check_read(analysis, store, "compare")
     top5 = np.asarray(clean["top5"], dtype=np.int64)
     return Model(label=label, run_name=run_dir.resolve().name, epoch=epoch, settings=settings,
                  map_size=int(other.get("map_size", 8)), pred=top5[:, 0],

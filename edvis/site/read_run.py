@@ -14,6 +14,7 @@ import numpy as np
 
 from edvis.run import RenderStore, Run, Unit
 from edvis.site.read_store import CLEAN
+from edvis.site.site_error import SiteError
 from edvis.site.text import class_name
 
 
@@ -108,20 +109,41 @@ def read_dataset(manifest: dict[str, Any], config: dict[str, Any], data_root: Pa
 
 
 def _hashes(run: Run, store: RenderStore, epochs: list[int]) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
-    """sha256 of the run's small files, and each rendered epoch's ONNX file (from its export record)."""
+    """sha256 of the run's small files, and of each rendered epoch's ONNX file as the renderer
+    computed it from the bytes it ran (kept in the clean unit, whose own bytes are verified);
+    an export record that names another file is refused: the units were not made from it."""
     files = []
-    for path in (run.config_path, run.metrics_path, store.manifest_path):
+    for path in (run.config_path, run.metrics_path):
         if path.is_file():
             files.append((path.relative_to(run.root).as_posix(), hashlib.sha256(path.read_bytes()).hexdigest()))
     onnx = []
     for epoch in epochs:
-        sha = ""
-        with contextlib.suppress(Exception):
-            sha = str(run.read_export_record(epoch).get("sha256", ""))
-        if not sha:
-            sha = str((store.meta(Unit(CLEAN, epoch)) or {}).get("onnx_sha256", ""))
+        sha = str((store.meta(Unit(CLEAN, epoch)) or {}).get("onnx_sha256", ""))
+        if run.export_record(epoch).is_file():
+            recorded = ""
+            with contextlib.suppress(Exception):
+                recorded = str(run.read_export_record(epoch).get("sha256", ""))
+            if recorded != sha:
+                raise SiteError(f"{store.path(Unit(CLEAN, epoch))} was rendered from another ONNX file than "
+                                f"{run.onnx(epoch)} (exported again since?): run `edvis render`")
         onnx.append((epoch, sha))
     return files, onnx
+
+
+def check_dataset(dataset: Dataset, given: Path | None) -> None:
+    """Refuse a dataset folder that is not the one the store was rendered from: its fingerprint
+    (classes, every file's path, label, box and size) must be the manifest's."""
+    from edvis.data import DatasetError, open_dataset  # the index only; no image is opened
+
+    where = f"--data {given}" if given is not None else f"the dataset folder {dataset.root}"
+    try:
+        found = open_dataset(dataset.root).fingerprint()
+    except DatasetError as e:
+        hint = "" if given is not None else " (give its new place with --data)"
+        raise SiteError(f"{where}: {e}{hint}") from None
+    if found != dataset.fingerprint:
+        raise SiteError(f"{where} is not the dataset this run was rendered from: its fingerprint is {found[:12]}, "
+                        f"the render store's {dataset.fingerprint[:12]}")
 
 
 def _get(config: dict[str, Any], *keys: str, default: Any = None) -> Any:

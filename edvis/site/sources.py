@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edvis.errors import UsageError
-from edvis.run import RenderStore, Run
+from edvis.run import RenderStore, Run, StoreError, complete_epochs
 from edvis.site.read_analysis import Analysis, read_analysis
 from edvis.site.read_compare import Model, model_label, read_compare
-from edvis.site.read_run import Dataset, RunInfo, read_config, read_dataset, read_run
+from edvis.site.read_run import Dataset, RunInfo, check_dataset, read_config, read_dataset, read_run
 from edvis.site.read_store import CLEAN, CleanRenders, read_clean
 from edvis.site.site_error import SiteError
 
@@ -56,14 +56,18 @@ def read_sources(
     config = read_config(run)
     store = RenderStore(run.render_dir)
     manifest = store.manifest()
-    epochs = store.epochs(CLEAN)
-    if not epochs:
+    if not store.epochs(CLEAN):
         raise SiteError(f"no rendered epochs in {store.root / CLEAN} (run `edvis render` first)")
+    try:
+        epochs = complete_epochs(store, run.onnx_epochs())
+    except StoreError as e:
+        raise SiteError(str(e)) from None
     dataset = read_dataset(manifest, config, data_root)
-    info = read_run(run, store, epochs, config)
+    check_dataset(dataset, data_root)
+    analysis = read_analysis(run, store, epochs)
     log.info(f"site: reading {len(epochs)} clean unit(s) from {store.root}")
     clean = read_clean(store, epochs, dataset.labels, dataset.map_size)
-    analysis = read_analysis(run, epochs)
+    info = read_run(run, store, epochs, config)
     compared = None
     if compare is not None:
         compared = read_compare(Path(compare), manifest, analysis, run.root / "analysis" / "analysis.json",

@@ -43,7 +43,6 @@ class SiteView:
     map_size: int
     epochs: list[int]  # the rendered epochs
     nav: list[NavItem]
-    analysis_note: str = ""
 
     @property
     def final_epoch(self) -> int:
@@ -287,6 +286,8 @@ class RunPage:
     settings: list[tuple[str, str]]  # (setting, its page or "")
     compared: tuple[str, str] | None  # (label, run name) of the compared model
     hashes: list[tuple[str, str]]  # (file, sha256 or "—")
+    inputs_file: str  # inputs.sha256: every file read, with its digest
+    inputs_count: int
     model_labels: list[str]
     model_epochs_text: str
     table: list[TableRow]

@@ -181,7 +181,6 @@ class ClassIndex:
     """classes.html."""
 
     rows: list[ClassRow]
-    has_analysis: bool
     pattern_threshold: str
     has_settings: bool
 
@@ -266,15 +265,10 @@ class ErrorsPage:
     reliability: dict[str, Any] | None  # analysis.json's bins for the clean images
     calibration: list[tuple[str, list[str]]]  # (setting, its cells)
     pack: Pack
-    analysis_note: str = ""
 
     @property
     def auroc_text(self) -> str | None:
         return None if self.auroc is None else num(self.auroc, ".4f")
-
-    @property
-    def auroc_note(self) -> str:
-        return self.analysis_note if self.auroc is None else ""
 
     @property
     def ece_text(self) -> str:
@@ -286,7 +280,7 @@ class ErrorsPage:
 
     @property
     def calibration_note(self) -> str:
-        return self.analysis_note or "analysis.json holds no calibration table."
+        return "analysis.json holds no calibration table."
 
 
 # -- perturbations --------------------------------------------------------------------------------
@@ -372,8 +366,6 @@ class PerturbationsPage:
 
     clean: CleanRow
     settings: list[SettingPage]
-    has_analysis: bool
-    analysis_note: str
     plot_summary: str  # every setting's final top-1, for the figure's description
     corruption: Corruption | None
 

@@ -1,7 +1,9 @@
 """`edvis analyze` on small hand-made stores: every figure below is worked out by hand."""
 
 import csv
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -12,7 +14,9 @@ import pytest
 
 from edvis.analyze import AnalysisError, analyze_run
 from edvis.data import order_settings, setting_kind
+from edvis.errors import EdvisError
 from edvis.run import RenderStore, Unit
+from tests.conftest import flip
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from fullstore import make_full_store
@@ -61,6 +65,8 @@ def run(tmp_path):
     gray_maps = MAPS.copy()
     gray_maps[3] *= -1  # image 3's map flips under gray: correlation −1 with clean
     write_unit(store, "gray", 2, [2, 0, 1, 1, 2, 0], gray_maps)  # image 0 flips from 0 to 2
+    for severity in (1, 2):  # a render gives every setting every epoch: at epoch 1 noise changes nothing
+        write_unit(store, f"gaussian_noise-{severity}", 1, [0, 1, 1, 1, 0, 2], e1_maps)
     write_unit(store, "gaussian_noise-1", 2, [0, 0, 1, 0, 2, 0])  # error 2/6
     write_unit(store, "gaussian_noise-2", 2, [1, 0, 0, 0, 2, 0])  # error 4/6
     return tmp_path / "run"
@@ -160,8 +166,8 @@ def test_csv_tables(run):
     with open(out / "epochs.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["setting"], r["epoch"]) for r in rows] == [
-        ("clean", "1"), ("clean", "2"), ("gray", "1"), ("gray", "2"), ("gaussian_noise-1", "2"),
-        ("gaussian_noise-2", "2")]
+        ("clean", "1"), ("clean", "2"), ("gray", "1"), ("gray", "2"), ("gaussian_noise-1", "1"),
+        ("gaussian_noise-1", "2"), ("gaussian_noise-2", "1"), ("gaussian_noise-2", "2")]
     assert rows[3]["flip_rate"] == "0.1667" and rows[0]["top1_drop"] == ""  # clean has no shift
     with open(out / "classes.csv", newline="") as f:
         classes = list(csv.DictReader(f))
@@ -175,7 +181,7 @@ def test_csv_tables(run):
         bins = [r for r in csv.DictReader(f) if r["setting"] == "clean" and r["epoch"] == "2" and r["count"] != "0"]
     # float32 0.6 · 15 = 9.0000004 → bin 9
     assert [(b["bin"], b["count"], b["accuracy"]) for b in bins] == [("9", "6", "0.8333")]
-    assert (out / "class_epochs.csv").read_text().count("\n") == 1 + 3 * 6  # 6 (setting, epoch) units × 3 classes
+    assert (out / "class_epochs.csv").read_text().count("\n") == 1 + 3 * 8  # 8 (setting, epoch) units × 3 classes
 
 
 def test_rerun_skips_until_an_input_changes(run, said):
@@ -189,6 +195,33 @@ def test_rerun_skips_until_an_input_changes(run, said):
     assert {r["setting"]: r for r in doc["table"]}["gray"]["flip_rate"] == 0.0
     analyze_run(run, force=True)
     assert logs[-1].startswith("analyze: wrote")
+
+
+def test_a_unit_rewritten_with_its_size_and_mtime_kept_is_analysed_again(run, said):
+    analyze_run(run)
+    store = RenderStore(run / "render")
+    unit = store.path(Unit("gray", 2))
+    st = unit.stat()
+    write_unit(store, "gray", 2, [0, 0, 1, 1, 2, 0])  # another unit of the same shapes: the same size
+    os.utime(unit, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert unit.stat().st_size == st.st_size
+    doc = strict_json(analyze_run(run))
+    assert said[-1].startswith("analyze: wrote")
+    assert {r["setting"]: r for r in doc["table"]}["gray"]["flip_rate"] == 0.0
+    assert doc["inputs"]["render"]["gray/epoch_002.npz"] == hashlib.sha256(unit.read_bytes()).hexdigest()
+
+
+def test_a_damaged_analysis_json_is_computed_again(run, said):
+    path = analyze_run(run)
+    flip(path)
+    analyze_run(run)
+    assert said[-1].startswith("analyze: wrote")
+
+
+def test_a_gap_in_the_store_is_named_not_skipped(run):
+    RenderStore(run / "render").path(Unit("gray", 1)).unlink()
+    with pytest.raises(EdvisError, match=r"render unit missing: \S+/render/gray/epoch_001\.npz .*run `edvis render`"):
+        analyze_run(run)
 
 
 def test_compare_run_side_by_side(run, tmp_path):
@@ -261,6 +294,7 @@ def test_flip_counts_per_setting_and_epoch(run):
     write_unit(store, "bgr", 1, [1, 0, 1, 1, 0, 2])
     # against clean epoch 2 [0, 0, 1, 1, 2, 0]: image 4 right → wrong, image 5 wrong → right
     write_unit(store, "bgr", 2, [0, 0, 1, 1, 1, 2])
+    write_unit(store, "brg", 1, [0, 1, 1, 1, 0, 2])  # as clean
     write_unit(store, "brg", 2, [0, 0, 1, 1, 2, 1])  # image 5: wrong (as 0) → wrong as another class (1)
     doc = strict_json(analyze_run(run))
     flips = {(r["setting"], r["epoch"]): (r["right_to_wrong"], r["wrong_to_right"], r["wrong_to_wrong"])
@@ -268,7 +302,8 @@ def test_flip_counts_per_setting_and_epoch(run):
     assert flips == {
         ("gray", 1): (0, 0, 0),  # the same predictions as clean
         ("gray", 2): (1, 0, 0),  # image 0: 0 → 2
-        ("bgr", 1): (1, 1, 0), ("bgr", 2): (1, 1, 0), ("brg", 2): (0, 0, 1),
+        ("bgr", 1): (1, 1, 0), ("bgr", 2): (1, 1, 0), ("brg", 1): (0, 0, 0), ("brg", 2): (0, 0, 1),
+        ("gaussian_noise-1", 1): (0, 0, 0), ("gaussian_noise-2", 1): (0, 0, 0),  # as clean
         ("gaussian_noise-1", 2): (1, 0, 0),  # image 3: 1 → 0; image 5 stays wrong as 0: no flip
         ("gaussian_noise-2", 2): (3, 0, 0),  # images 0, 2 and 3
     }
@@ -297,7 +332,8 @@ def test_the_compared_runs_settings_at_its_final_epoch(run, tmp_path):
     other = RenderStore(tmp_path / "cam" / "render")
     other.init(manifest())
     write_unit(other, "clean", 1, LABELS)
-    write_unit(other, "blur3", 1, LABELS)  # not at the final epoch: left out
+    write_unit(other, "gaussian_noise-1", 1, LABELS)
+    write_unit(other, "gray", 1, LABELS)
     write_unit(other, "clean", 2, [0, 0, 1, 1, 2, 0])  # 5/6
     write_unit(other, "gaussian_noise-1", 2, [1, 0, 0, 0, 2, 0])  # 2/6
     write_unit(other, "gray", 2, [2, 0, 1, 1, 2, 0])  # 4/6
@@ -379,6 +415,7 @@ def test_csv_cells_are_spreadsheet_safe_and_json_keeps_the_text(tmp_path, wnids,
     e1_maps[4:] *= -1  # class 2's maps at epoch 1 are the negatives of epoch 2's: similarity −1
     write_unit(store, "clean", 1, [0, 1, 1, 1, 0, 2], e1_maps)
     write_unit(store, "clean", 2, [0, 0, 1, 1, 2, 0])  # image 5 (class 2) taken for class 0
+    write_unit(store, "gray", 1, [0, 1, 1, 1, 0, 2], e1_maps)
     write_unit(store, "gray", 2, [2, 0, 1, 1, 2, 0])  # image 0 flips: p_true_change < 0
     cam = tmp_path / HOSTILE[3]  # the compared model is named after its folder: @SUM(A1)
     other = RenderStore(cam / "render")
@@ -412,7 +449,7 @@ def test_csv_cells_are_spreadsheet_safe_and_json_keeps_the_text(tmp_path, wnids,
     assert [r["model"] for r in read("localisation.csv")] == ["run", "run", safe(HOSTILE[3])]
 
     # numbers stay numbers: negative ones keep their sign and get no quote
-    gray = next(r for r in read("epochs.csv") if r["setting"] == "gray")
+    gray = next(r for r in read("epochs.csv") if r["setting"] == "gray" and r["epoch"] == "2")
     # float16 0.6 → 0.3 for image 0: −0.30029296875 / 6 = −0.05005 → −0.0500
     assert gray["p_true_change"] == "-0.0500" and gray["top1_drop"] == "0.1667"
     text = (run / "analysis" / "epochs.csv").read_text(encoding="utf-8")

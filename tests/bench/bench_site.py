@@ -25,6 +25,8 @@ import numpy as np
 from fullstore import ROOT, check_space, edvis_child, make_full_store
 from PIL import Image
 
+from edvis.data import open_dataset
+
 BENCH = Path(os.environ.get("EDVIS_BENCH_DIR", "/tmp/edvis-bench"))
 RUN = BENCH / "site-run"
 OUT = BENCH / "site"
@@ -53,6 +55,24 @@ def write_images(data: Path, files: list[str], seed: int = 0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=90)
     marker.write_text(json.dumps({"images": len(files), "seed": seed}))
+
+
+def write_layout(data: Path, manifest: dict) -> None:
+    """Around the validation images, the rest of a Tiny ImageNet folder: class lists, the
+    validation annotations (labels and boxes from the manifest) and one training image per class."""
+    wnids, names = manifest["dataset"]["wnids"], manifest["dataset"]["names"]
+    (data / "wnids.txt").write_text("".join(w + "\n" for w in wnids))
+    (data / "words.txt").write_text("".join(f"{w}\t{n}\n" for w, n in zip(wnids, names)))
+    val = manifest["val"]
+    (data / "val" / "val_annotations.txt").write_text("".join(
+        f"{Path(f).name}\t{wnids[label]}\t" + "\t".join(map(str, box)) + "\n"
+        for f, label, box in zip(val["files"], val["labels"], val["boxes"])))
+    first = data / val["files"][0]
+    for w in wnids:
+        image = data / "train" / w / "images" / f"{w}_0.JPEG"
+        if not image.exists():
+            image.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(first, image)
 
 
 def write_run_files(root: Path, epochs: int = 80) -> None:
@@ -101,6 +121,8 @@ def run() -> list[dict]:
     if not (RUN / "render").exists():
         (RUN / "render").symlink_to(store.root.resolve(), target_is_directory=True)
     write_images(RUN / "data", store.manifest()["val"]["files"])
+    write_layout(RUN / "data", store.manifest())
+    store = make_full_store(ROOT, fingerprint=open_dataset(RUN / "data").fingerprint())  # the site checks it
     write_run_files(RUN)
     edvis_child("analyze", "--run", str(RUN))
     print(f"bench: full-size run ready in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)

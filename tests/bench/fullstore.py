@@ -70,8 +70,13 @@ def check_space(extra: float, hint: str) -> int:
 
 def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, epochs: int = 80,
                     settings: int = 9, seed: int = 0,
-                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RenderStore:
-    """Write (or reuse) the simulated store under ``root/render`` and return it."""
+                    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+                    fingerprint: str | None = None) -> RenderStore:
+    """Write (or reuse) the simulated store under ``root/render`` and return it.
+
+    ``fingerprint`` is that of a dataset folder written for the store's validation index (the
+    site benchmark's, which the site checks); the units do not depend on it, so giving one to an
+    existing store rewrites its manifest alone. Without it, the store keeps the one it has."""
     if not 1 <= settings <= len(SETTINGS):
         raise ValueError(f"settings must be in [1, {len(SETTINGS)}], got {settings}")
     root = Path(root)
@@ -89,8 +94,15 @@ def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, 
     y1 = np.minimum(y0 + rng.integers(8, IMAGE_SIZE, images), IMAGE_SIZE - 1)
     speed = rng.uniform(0.3, 1.5, classes)  # how fast each class is learned
     store = RenderStore(root / "render")
+    if store.manifest_path.exists():
+        kept = store.manifest()["dataset"]["fingerprint"]
+        if fingerprint is not None and fingerprint != kept:
+            store.manifest_path.unlink()
+            store = RenderStore(root / "render")
+        else:
+            fingerprint = kept
     store.init({
-        "dataset": {"fingerprint": f"simulated-{classes}-{images}-{seed}", "layout": "simulated", "root": "",
+        "dataset": {"fingerprint": fingerprint or f"simulated-{classes}-{images}-{seed}", "layout": "simulated", "root": "",
                     "wnids": [f"n{c:08d}" for c in range(classes)], "names": [f"class {c}" for c in range(classes)]},
         "val": {"files": [f"val/images/val_{i}.JPEG" for i in range(images)], "labels": labels.tolist(),
                 "boxes": np.stack([x0, y0, x1, y1], axis=1).tolist()},

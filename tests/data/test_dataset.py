@@ -587,6 +587,38 @@ def test_a_symlinked_duplicate_in_a_tiny_imagenet_class_counts_once(tmp_path: Pa
     assert Counter(s.label for s in open_dataset(root).train) == {0: 2, 1: 2}
 
 
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_link_leading_outside_the_dataset_root_is_refused_naming_it(tmp_path: Path, link: str) -> None:
+    root = tmp_path / "ds"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            solid(root / split / cls / "x.png", (1, 2, 3))
+    elsewhere = tmp_path / "elsewhere"
+    solid(elsewhere / "secret.png", (9, 9, 9))
+    where = root / "train" / "b" / ("stolen.png" if link == "file" else "more")
+    where.symlink_to(elsewhere / "secret.png" if link == "file" else elsewhere)
+    error = raises_naming(str(where), open_dataset, root)
+    assert "outside the dataset root" in str(error)
+
+
+def test_a_tiny_imagenet_class_folder_linked_from_outside_is_refused(tmp_path: Path) -> None:
+    root = make_tiny(tmp_path / "ds")
+    images = root / "train" / "n001" / "images"
+    images.rename(tmp_path / "outside")
+    images.symlink_to(tmp_path / "outside")
+    raises_naming(str(images), open_dataset, root)
+
+
+def test_links_that_stay_inside_the_root_are_followed(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            solid(root / split / cls / "x.png", (1, 2, 3))
+    solid(root / "pool" / "z.png", (7, 7, 7))
+    (root / "train" / "a" / "z.png").symlink_to(root / "pool" / "z.png")
+    assert Counter(s.label for s in open_dataset(root).train) == {0: 2, 1: 1}
+
+
 def _png_header(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims ``width`` × ``height`` (no pixel data worth decoding)."""
     import struct

@@ -22,7 +22,9 @@ import pytest
 from PIL import Image
 
 from edvis.analyze import analyze_run
-from edvis.run import RenderStore, Run, Unit, summarise
+from edvis.data import open_dataset
+from edvis.errors import EdvisError
+from edvis.run import RenderStore, Run, Unit, digest, summarise
 from edvis.site import (
     SiteError,
     build_site,
@@ -114,7 +116,7 @@ def write_unit(store: RenderStore, name: str, epoch: int, probs: np.ndarray, map
 
 def manifest(data: Path, files: list[str], map_size: int = 8) -> dict:
     return {
-        "dataset": {"root": str(data.resolve()), "layout": "imagefolder", "fingerprint": "f1ngerpr1nt0123456789",
+        "dataset": {"root": str(data.resolve()), "layout": "imagefolder", "fingerprint": open_dataset(data).fingerprint(),
                     "wnids": WNIDS, "names": NAMES},
         "val": {"files": files, "labels": [label_of(n) for n in range(N_VAL)], "boxes": [box(n) for n in range(N_VAL)]},
         "image_size": 64,
@@ -152,7 +154,12 @@ def mark_analysis(path: Path) -> None:
         data[key] = marks[key]
     for model, mark in zip(data["models"], marks["models"]):
         model.update({k: v for k, v in mark.items() if k not in ("model", "epoch", "top1", "top5")})
-    path.write_text(json.dumps(data), encoding="utf-8")
+    write_analysis(path, data)
+
+
+def write_analysis(path: Path, data: dict) -> None:
+    """analysis.json as ``analyze_run`` writes it: with its digest recorded beside it."""
+    digest.write_verified(path, json.dumps(data).encode("utf-8"))
 
 
 def analysis_json(epochs: list[int]) -> dict:
@@ -211,6 +218,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (64, 64), colour(n)).save(data / rel, quality=95)
         files.append(rel)
+    for wnid in WNIDS:  # an ImageFolder tree: one training image per class
+        (data / "train" / wnid).mkdir(parents=True)
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(data / "train" / wnid / "t.png")
 
     run = tmp / "run"
     store = RenderStore(run / "render")
@@ -219,7 +229,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         write_unit(store, "clean", epoch, fake_probs(epoch), all_maps(epoch), top5_maps=True)
         write_unit(store, "bgr", epoch, fake_probs(epoch, predicted_bgr), all_maps(epoch)[:, ::-1], top5_maps=False)
     config = {
-        "dataset": {"root": str(data), "layout": "imagefolder", "fingerprint": "f1ngerpr1nt0123456789"},
+        "dataset": {"root": str(data), "layout": "imagefolder", "fingerprint": "not read: the manifest's is"},
         "model": {"name": "edvis-resnet18", "variant": "paper", "num_classes": len(NAMES)},
         "train": {"epochs": 5, "batch_size": 8, "optimizer": "sgd", "lr": 0.1, "seed": 0, "recipe": "author",
                   "note": "<b>not bold</b>"},
@@ -382,7 +392,7 @@ def test_index_shows_run_hashes_and_epoch_accuracy(site: Path, runs: dict[str, P
 def test_no_page_names_a_path_of_the_building_machine(site: Path, runs: dict[str, Path]) -> None:
     root = str(runs["data"].resolve())
     html = (site / "index.html").read_text(encoding="utf-8")
-    assert "<code>dataset</code> (imagefolder), fingerprint <code>f1ngerpr1nt01234" in html  # name, layout, fingerprint
+    assert f"<code>dataset</code> (imagefolder), fingerprint <code>{fingerprint(runs)[:16]}" in html  # name, layout, fingerprint
     for path in sorted(site.rglob("*")):
         if path.is_file() and path.suffix in (".html", ".js", ".json", ".csv", ".svg", ".tex"):
             assert root not in path.read_text(encoding="utf-8", errors="replace"), path
@@ -767,7 +777,11 @@ def test_compare_refuses_another_validation_set(runs: dict[str, Path], tmp_path:
 # -- figures ----------------------------------------------------------------------------------
 
 
-def test_every_figure_has_stable_files_and_a_citation(site: Path) -> None:
+def fingerprint(runs: dict[str, Path]) -> str:
+    return RenderStore(runs["run"] / "render").manifest()["dataset"]["fingerprint"]
+
+
+def test_every_figure_has_stable_files_and_a_citation(site: Path, runs: dict[str, Path]) -> None:
     p = page(site / "figures.html")
     sections = [a["id"] for tag, a in p.attrs if tag == "section" and a.get("class") == "figure-entry"]
     assert sections == [f"fig-{name}" for name in FIGURES]
@@ -775,7 +789,7 @@ def test_every_figure_has_stable_files_and_a_citation(site: Path) -> None:
         kinds = {f.suffix for f in (site / "figures").glob(f"{name}.*")}
         assert kinds in ({".png", ".svg", ".csv"}, {".png", ".svg", ".json"}, {".csv", ".tex"}), (name, kinds)
     assert "Cite: Training curves. edvis 0.1.0, run “run” (edvis-resnet18 (paper)), epochs 1–3, dataset " \
-           "f1ngerpr1nt0. figures/training.png" in p.words
+           f"{fingerprint(runs)[:12]}. figures/training.png" in p.words
     gallery = json.loads((site / "figures" / "gallery-wrong.json").read_text(encoding="utf-8"))
     assert [im["file"][-10:] for im in gallery["images"]] == ["img_09.png", "img_10.png", "img_11.png"]
     top = gallery["images"][1]["top"][0]
@@ -790,7 +804,7 @@ def test_base_url_makes_citations_absolute(runs: dict[str, Path], tmp_path: Path
     out = quick_build(runs["run"], tmp_path / "out", base_url="https://example.org/edvis").parent
     words = page(out / "figures.html").words
     assert "Cite: Training curves. edvis" in words
-    assert "dataset f1ngerpr1nt0. https://example.org/edvis/figures/training.png" in words
+    assert f"dataset {fingerprint(runs)[:12]}. https://example.org/edvis/figures/training.png" in words
 
 
 # -- the build as a whole ---------------------------------------------------------------------
@@ -866,12 +880,12 @@ def test_files_are_readable_by_a_web_server(site: Path) -> None:
 
 
 def test_failure_names_the_file_being_built(runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
     files = RenderStore(runs["run"] / "render").manifest()["val"]["files"]
-    data = tmp_path / "moved"
-    for rel in files:
-        (data / rel).parent.mkdir(parents=True, exist_ok=True)
-        (data / rel).write_bytes((runs["data"] / rel).read_bytes())
-    (data / files[4]).write_bytes(b"not an image")
+    data = Path(shutil.copytree(runs["data"], tmp_path / "moved"))
+    size = (data / files[4]).stat().st_size  # damaged, its size kept: the fingerprint cannot tell
+    (data / files[4]).write_bytes(b"not an image".ljust(size, b"\0"))
     with pytest.raises(SiteError, match=r"data/001\.png") as info:
         quick_build(runs["run"], tmp_path / "out", data_root=data)
     assert Path(files[4]).name in str(info.value)
@@ -914,20 +928,26 @@ def test_an_unknown_setting_keeps_its_original_images(runs: dict[str, Path], tmp
 
 def test_stale_or_foreign_analysis(runs: dict[str, Path], tmp_path: Path, said: list[str]) -> None:
     path = runs["run"] / "analysis" / "analysis.json"
-    good = path.read_text(encoding="utf-8")
+    good = json.loads(path.read_text(encoding="utf-8"))
     try:
-        path.write_text(json.dumps(analysis_json([1, 2])), encoding="utf-8")
+        write_analysis(path, analysis_json([1, 2]))
         with pytest.raises(SiteError, match=r"analysis\.json covers epochs \[1, 2\].*run `edvis analyze`"):
             read_sources(runs["run"])
         for schema in (1, 99):
-            path.write_text(json.dumps({**analysis_json(EPOCHS), "schema": schema}), encoding="utf-8")
+            write_analysis(path, {**analysis_json(EPOCHS), "schema": schema})
             with pytest.raises(SiteError, match=rf"analysis\.json has schema {schema}.*run `edvis analyze --force`"):
                 read_sources(runs["run"])
+        write_analysis(path, {**good, "inputs": {}})  # as if written by an analyze that did not say
+        with pytest.raises(SiteError, match=r"analysis\.json does not list the files it was computed from"):
+            read_sources(runs["run"])
+        path.write_text(json.dumps(good).replace('"top1": 0.', '"top1": 1.', 1), encoding="utf-8")  # edited by hand
+        with pytest.raises(SiteError, match=r"analysis .*analysis\.json is damaged.*run `edvis analyze --force`"):
+            read_sources(runs["run"])
         path.unlink()
         with pytest.raises(SiteError, match=r"analysis\.json is missing: run `edvis analyze`"):
             read_sources(runs["run"])
     finally:
-        path.write_text(good, encoding="utf-8")
+        write_analysis(path, good)
 
 
 def test_compare_needs_the_analysis_of_the_compared_run(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -948,8 +968,13 @@ def test_a_perturbed_unit_with_too_few_images_is_named(tmp_path: Path, runs: dic
     shutil.copytree(runs["run"], run)
     store = RenderStore(run / "render")
     write_unit(store, "bgr", epoch, fake_probs(epoch, predicted_bgr)[:5], all_maps(epoch)[:5, ::-1], top5_maps=False)
-    with pytest.raises(SiteError, match=rf"bgr.*{epoch:03d}.* holds 5 images, the manifest {N_VAL}"):
+    # The unit is not the one analysed: refused before anything is read from it ...
+    with pytest.raises(SiteError, match=rf"bgr/epoch_{epoch:03d}\.npz is not the one .*analysis\.json was computed from"):
         quick_build(run, tmp_path / "out")
+    # ... and analysing it names it too.
+    shape = r"probs has shape \(5, 6\), the manifest implies \(12, 6\)"
+    with pytest.raises(EdvisError, match=rf"bgr/epoch_{epoch:03d}\.npz: {shape}"):
+        analyze_run(run)
 
 
 def test_requires_a_rendered_epoch(tmp_path: Path, runs: dict[str, Path]) -> None:
