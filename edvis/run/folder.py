@@ -63,6 +63,16 @@ class Run:
     def analysis_dir(self) -> Path:
         return self.root / "analysis"
 
+    def explain_dir(self, method: str) -> Path:
+        """The render store of an explanation method (``edvis explain``): units of the same
+        format as ``render/``'s, whose maps are the method's."""
+        return self.root / "explain" / method
+
+    @property
+    def faithfulness_dir(self) -> Path:
+        """Deletion, insertion and Average Drop curves (``edvis faithfulness``)."""
+        return self.root / "faithfulness"
+
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"epoch_{epoch:03d}.pt"
 

@@ -640,3 +640,19 @@ def test_an_image_over_the_pixel_limit_is_refused_naming_it(tmp_path: Path, widt
     error = raises_naming(path, load_image, path)
     assert "edvis' limit of 67,108,864" in str(error) and "MAX_PIXELS" in str(error)
     assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+def test_the_subset_takes_classes_in_turn_and_is_seeded() -> None:
+    from edvis.data import image_subset
+
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 5)
+    pick = image_subset(labels, 9, seed=3)
+    assert len(pick) == 9 and len(set(pick)) == 9 and list(pick) == sorted(pick)
+    assert np.bincount(labels[pick], minlength=3).tolist() == [3, 3, 3]  # in turn: three rounds
+    counts = np.bincount(labels[image_subset(labels, 12, seed=3)], minlength=3).tolist()
+    assert counts[1] == 3 and sorted([counts[0], counts[2]]) == [4, 5]  # class 1 runs out after 3 rounds
+    assert image_subset(labels, 9, seed=3).tolist() == pick.tolist()
+    assert image_subset(labels, 9, seed=4).tolist() != pick.tolist()
+    assert image_subset(labels, 50).tolist() == list(range(18))
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        image_subset(labels, -1)
