@@ -16,6 +16,8 @@ OUT/
                                original vs perturbed images with maps (Figures 9-12), the flips
   layers.html                  every layer's output for chosen images (when RUN/render/layers/ exists)
   compare.html                 this model's maps beside another run's (``--compare``)
+  faithfulness.html            deletion, insertion and Average Drop of every method and the two
+                               references, over the epochs (when ``edvis faithfulness`` measured them)
   figures.html                 every figure for papers: PNG (2x), SVG, data, citation line
   inputs.sha256                every file of the run the site was made from, with the sha256 of
                                the bytes read (``sha256sum -c`` checks a run against it)
@@ -47,6 +49,7 @@ from edvis.site import figures, index, plots
 from edvis.site.classes import class_index, class_pages, class_refs, class_row
 from edvis.site.compare import compare_page
 from edvis.site.errors import errors_page
+from edvis.site.faithfulness import faithfulness_page
 from edvis.site.galleries import gallery_page
 from edvis.site.layers import layers_page
 from edvis.site.perturbations import clean_accuracy, perturbations_page, setting_pages
@@ -112,14 +115,16 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
     models = [this_model(src.run, src.clean, finals, src.dataset.map_size)]
     models += [src.compared] if src.compared is not None else []
     layers = layers_page(src)
-    writer.common["site"] = index.site_view(src, layers is not None, src.compared)
+    writer.common["site"] = index.site_view(src, layers is not None, src.compared,
+                                            faithfulness=src.analysis.faithfulness() is not None)
     refs = class_refs(src.dataset)
     rows = _write_classes(writer, src, refs, settings, images)
 
     compare = compare_page(src, models[0], models[1]) if len(models) > 1 else None
     pages = figures.Pages(src=src, refs=refs, rows=rows, settings=settings, models=models,
                           table=index.table1(models, settings), gallery=gallery_page(src, refs),
-                          errors=errors_page(src, refs), compare=compare, layers=layers)
+                          errors=errors_page(src, refs), compare=compare, layers=layers,
+                          faithfulness=faithfulness_page(src, refs))
     catalogue = figures.catalogue(pages)
     writer.common["catalogue"] = catalogue
     packs = [pages.gallery.pack, pages.errors.pack] + [s.pack for s in settings]
@@ -167,4 +172,6 @@ def _write_pages(writer: Writer, src: Sources, pages: figures.Pages, models: lis
         writer.page("layers.html", "layers.html", layers=pages.layers)
     if pages.compare is not None:
         writer.page("compare.html", "compare.html", compare=pages.compare)
+    if pages.faithfulness is not None:
+        writer.page("faithfulness.html", "faithfulness.html", f=pages.faithfulness)
     writer.page("figures.html", "figures.html")

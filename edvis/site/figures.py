@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import edvis
-from edvis.site import plots
+from edvis.site import figure_faithfulness, plots
 from edvis.site.figure_maps import (
     compare_figure,
     gallery_figure,
@@ -36,6 +36,7 @@ from edvis.site.views import Catalogue, ClassRef, FigureEntry, TableRow
 from edvis.site.writing import Writer, building, write
 
 if TYPE_CHECKING:
+    from edvis.site.faithfulness import FaithfulnessPage
     from edvis.site.read_compare import Model
     from edvis.site.sources import Sources
     from edvis.site.views_pages import ClassRow, ComparePage, ErrorsPage, GalleryPage, LayersPage, SettingPage
@@ -53,6 +54,8 @@ FIGURE_TITLES = {
     "accuracy-by-setting": ("Top-1 accuracy per perturbation setting and epoch", ""),
     "compare-maps": ("This model's maps beside the compared model's", ""),
     "layers": ("Mean over channels of every layer, for chosen images", ""),
+    "faithfulness-curves": ("Deletion and insertion curves of every method at the final epoch", ""),
+    "faithfulness-epochs": ("Deletion and insertion AUC of every method over the epochs", ""),
 }
 PAPER_FIGURES = {"gray": "Figure 9", "blur3": "Figure 10", "blur5": "Figure 10", "bgr": "Figure 11",
                  "brg": "Figure 11", "sp0.0005": "Figure 12", "sp0.005": "Figure 12"}
@@ -74,6 +77,7 @@ class Pages:
     errors: ErrorsPage
     compare: ComparePage | None
     layers: LayersPage | None
+    faithfulness: FaithfulnessPage | None = None
 
 
 def catalogue(p: Pages) -> Catalogue:
@@ -110,6 +114,9 @@ def catalogue(p: Pages) -> Catalogue:
         add("compare-maps")
     if p.layers is not None:
         add("layers")
+    if p.faithfulness is not None:
+        add("faithfulness-curves", PLOT)
+        add("faithfulness-epochs", PLOT)
     return Catalogue([_entry(p, *w) for w in wanted], absolute=bool(src.base_url))
 
 
@@ -132,6 +139,7 @@ def draw(p: Pages, figures: Catalogue, writer: Writer, images: Images) -> None:
         "gallery-right": gallery_figure, "gallery-wrong": gallery_figure, "same-class-pairs": pairs_figure,
         "confidence": _confidence, "reliability": _reliability, "accuracy-by-setting": _accuracy,
         "compare-maps": compare_figure, "layers": layers_figure,
+        "faithfulness-curves": _faithfulness_curves, "faithfulness-epochs": _faithfulness_epochs,
     }
     for s in p.settings:
         drawers[s.figure] = perturbation_figure
@@ -140,6 +148,23 @@ def draw(p: Pages, figures: Catalogue, writer: Writer, images: Images) -> None:
         with building(stem.with_suffix("." + next(iter(entry.files)))):
             drawers[entry.name](p, entry, stem, images)
         gc.collect()  # a matplotlib figure is freed only by the cyclic collector: before the next one is drawn
+
+
+def _faithfulness_curves(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> None:
+    """The final epoch's curves (with their data), and each measured epoch's for the page's slider."""
+    f = p.faithfulness
+    assert f is not None
+    figure_faithfulness.curves_figure(f.curves[f.final_epoch], f.final_epoch, f.setting, stem)
+    for panel in f.panels:
+        figure_faithfulness.curves_figure(f.curves[panel.epoch], panel.epoch, f.setting,
+                                          stem.with_name(Path(panel.image).stem), csv=False)
+        gc.collect()
+
+
+def _faithfulness_epochs(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> None:
+    f = p.faithfulness
+    assert f is not None
+    figure_faithfulness.auc_figure(f.rows, [m.name for m in f.methods], f.setting, stem)
 
 
 def _training(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> None:

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from edvis.site.views_pages import SettingPage
 
 
-def site_view(src: Sources, layers: bool, compare: Model | None) -> SiteView:
-    """The frame of every page; ``layers`` and ``compare`` say whether those pages exist."""
+def site_view(src: Sources, layers: bool, compare: Model | None, faithfulness: bool = False) -> SiteView:
+    """The frame of every page; ``layers``, ``compare`` and ``faithfulness`` say whether those pages exist."""
     run, ds = src.run, src.dataset
     nav = [
         NavItem("index.html", "Run"),
@@ -38,6 +38,10 @@ def site_view(src: Sources, layers: bool, compare: Model | None) -> SiteView:
     if compare is not None:
         nav.append(NavItem("compare.html", "Compare", Markup("this model's maps beside {}'s.").format(compare.label),
                            optional=True))
+    if faithfulness:
+        nav.append(NavItem("faithfulness.html", "Faithfulness",
+                           "whether the score depends on the bright cells: deletion, insertion and Average Drop "
+                           "for every method and two references, per epoch.", optional=True))
     nav.append(NavItem("figures.html", "Figures", "every figure as PNG, SVG and data, with a citation line."))
     return SiteView(
         run_name=run.name, model_name=run.model_name, variant=run.variant, num_classes=ds.num_classes,

@@ -115,6 +115,11 @@ class Analysis:
             return None
         return {str(r["setting"]): (r["top1"], r["top5"]) for r in rows}
 
+    def faithfulness(self) -> dict[str, Any] | None:
+        """The deletion, insertion and Average Drop record (``edvis faithfulness``), when measured."""
+        value = (self.data or {}).get("faithfulness")
+        return value if isinstance(value, dict) and value.get("rows") else None
+
     def pattern_threshold(self) -> str:
         """The map similarity from which a class's pattern counts as formed, as text."""
         definitions = (self.data or {}).get("definitions")

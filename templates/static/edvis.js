@@ -9,7 +9,8 @@
  *
  * A canvas.map names its object (data-src), its image (data-cell), its map sequence (data-seq)
  * and the epoch shown (data-epoch-index); canvases and figures marked "follow" move with the
- * page's epoch slider, whose epoch is kept in the address (?epoch=12). */
+ * page's epoch slider, whose epoch is kept in the address (?epoch=12), and of the elements with a
+ * data-epoch-panel the one of the slider's epoch is shown. */
 (function () {
   "use strict";
 
@@ -154,6 +155,8 @@
       slider.value = String(e);
       var shown = document.querySelectorAll(".epoch-now");
       for (var j = 0; j < shown.length; j++) shown[j].textContent = String(epochs[e]);
+      var panels = document.querySelectorAll("[data-epoch-panel]");  // one per epoch: the slider's is shown
+      for (var q = 0; q < panels.length; q++) panels[q].hidden = panels[q].getAttribute("data-epoch-panel") !== String(epochs[e]);
       var figures = document.querySelectorAll("figure.follow");
       for (var f = 0; f < figures.length; f++) retarget(figures[f], e);
       var canvases = document.querySelectorAll("canvas.map");
@@ -199,15 +202,11 @@
     }
   }
 
-  // The class index: sort by a column (click its heading), filter by name or id.
-  function setupClassIndex() {
-    var table = document.getElementById("class-index");
-    if (!table) return;
+  // A table sorted by a column when its heading is clicked (numbers by data-value); returns its rows.
+  function makeSortable(table) {
     var tbody = table.tBodies[0];
     var rows = Array.prototype.slice.call(tbody.rows);
     var heads = table.tHead.rows[0].cells;
-    var controls = document.getElementById("class-controls");
-    if (controls) controls.hidden = false;
 
     function value(row, col, numeric) {
       var cell = row.cells[col];
@@ -247,6 +246,18 @@
       })(h);
     }
 
+    return rows;
+  }
+
+  // The class index: sortable, and filtered by name or id; other tables marked "sortable" sort too.
+  function setupTables() {
+    var others = document.querySelectorAll("table.sortable");
+    for (var t = 0; t < others.length; t++) makeSortable(others[t]);
+    var table = document.getElementById("class-index");
+    if (!table) return;
+    var rows = makeSortable(table);
+    var controls = document.getElementById("class-controls");
+    if (controls) controls.hidden = false;
     var filter = document.getElementById("class-filter");
     var count = document.getElementById("class-count");
     function applyFilter() {
@@ -334,7 +345,7 @@
   }
 
   function setup() {
-    setupClassIndex();
+    setupTables();
     drawAll();
     var sprites = document.querySelectorAll("img.sprite");
     for (var s = 0; s < sprites.length; s++) {

@@ -1,0 +1,94 @@
+"""The Faithfulness page, from a hand-made faithfulness record in the fake run's analysis.json:
+every number on the page is one of the record's, and each verdict follows from them by hand."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edvis.site import build_site
+from tests.site.test_build import NAMES, page, quick_build, runs, write_analysis  # noqa: F401 (fixture)
+
+# At epoch 3: the model's ranking beats both references on both measures; Grad-CAM's beats random
+# on both and the centre prior on neither.
+FINAL = {"model": (0.2, 0.7, 10.0, 40.0), "gradcam": (0.4, 0.5, 30.0, 20.0), "centre": (0.3, 0.6, 20.0, 25.0),
+         "random": (0.5, 0.4, 50.0, 5.0)}
+FRACTIONS = [0.0, 0.5, 1.0]
+
+
+def record() -> dict:
+    rows, curves, classes = [], [], []
+    for epoch in (1, 3):
+        for m, (d, i, ad, ai) in FINAL.items():
+            shift = 0.0 if epoch == 3 else 0.05
+            rows.append({"setting": "clean", "epoch": epoch, "method": m, "images": 6, "covered": 6 if m != "gradcam" else 5,
+                         "deletion_auc": d + shift, "insertion_auc": i - shift, "average_drop": ad, "increase": ai})
+            curves.append({"setting": "clean", "epoch": epoch, "method": m, "fractions": FRACTIONS,
+                           "deletion": [0.9, d, 0.1], "insertion": [0.1, i, 0.9]})
+    for c in (0, 2):
+        for m, (d, i, _, _) in FINAL.items():
+            classes.append({"setting": "clean", "epoch": 3, "method": m, "index": c, "images": 2,
+                            "deletion_auc": d + c / 100, "insertion_auc": i})
+    return {"methods": list(FINAL), "steps": 2, "images": 6, "seed": 0, "sigma": 5.0, "map_size": 8,
+            "settings": ["clean"], "epochs": [1, 3], "rows": rows, "curves": curves, "classes": classes}
+
+
+@pytest.fixture(scope="module")
+def site(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    tmp = tmp_path_factory.mktemp("faith")
+    run = Path(shutil.copytree(runs["run"], tmp / "run"))
+    path = run / "analysis" / "analysis.json"
+    write_analysis(path, {**json.loads(path.read_text(encoding="utf-8")), "faithfulness": record()})
+    build_site(run, tmp / "site")
+    return tmp / "site"
+
+
+def test_the_page_states_each_verdict_with_its_numbers(site: Path) -> None:
+    p = page(site / "faithfulness.html")
+    assert ("The model's own maps at epoch 3: deletion AUC 0.200, insertion AUC 0.700; against the centre prior on "
+            "both (deletion 0.300, insertion 0.600); against the random order on both (deletion 0.500, insertion "
+            "0.400): it beats both references on both measures.") in p.words
+    assert ("Grad-CAM at epoch 3: deletion AUC 0.400, insertion AUC 0.500; against the centre prior on neither "
+            "(deletion 0.300, insertion 0.600); against the random order on both (deletion 0.500, insertion 0.400): "
+            "it does not beat both references on both measures.") in p.words
+    table = p.tables["faithfulness-final"]
+    assert table[1:] == [["the model's own maps", "0.200", "0.700", "10.0", "40.0", "6 of 6"],
+                         ["Grad-CAM", "0.400", "0.500", "30.0", "20.0", "5 of 6"],
+                         ["centre prior", "0.300", "0.600", "20.0", "25.0", "6 of 6"],
+                         ["random order", "0.500", "0.400", "50.0", "5.0", "6 of 6"]]
+
+
+def test_the_class_table_and_the_nav(site: Path) -> None:
+    p = page(site / "faithfulness.html")
+    rows = p.tables["faithfulness-classes"]
+    assert rows[0][:4] == ["Class", "Images", "the model's own maps D", "the model's own maps I"]
+    assert [r[0] for r in rows[1:]] == [NAMES[0], NAMES[2]]
+    assert rows[2][2:4] == ["0.220", "0.700"]  # class 2: 0.2 + 2/100
+    assert "faithfulness.html" in page(site / "index.html").links
+
+
+def test_each_measured_epoch_has_its_curves_and_the_figures_their_data(site: Path) -> None:
+    html = (site / "faithfulness.html").read_text(encoding="utf-8")
+    for e in (1, 3):
+        assert (site / "figures" / f"faithfulness-curves-e{e:03d}.png").is_file()
+        assert f'data-epoch-panel="{e}"' in html
+    assert 'data-epochs="1 3"' in html
+    with open(site / "figures" / "faithfulness-curves.csv", newline="", encoding="utf-8") as f:
+        got = [(r["method"], float(r["fraction"]), float(r["deletion"])) for r in csv.DictReader(f)]
+    assert got == [(m, fr, v) for m, (d, *_) in FINAL.items() for fr, v in zip(FRACTIONS, [0.9, d, 0.1])]
+    with open(site / "figures" / "faithfulness-epochs.csv", newline="", encoding="utf-8") as f:
+        aucs = {(r["method"], int(r["epoch"])): float(r["deletion_auc"]) for r in csv.DictReader(f)}
+    assert aucs[("model", 1)] == pytest.approx(0.25) and aucs[("random", 3)] == pytest.approx(0.5)
+    figures = page(site / "figures.html")
+    assert "fig-faithfulness-curves" in (site / "figures.html").read_text(encoding="utf-8")
+    assert any(link.endswith("figures/faithfulness-epochs.svg") for link in figures.links)
+
+
+def test_without_a_record_there_is_no_page(runs: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    out = quick_build(runs["run"], tmp_path / "site").parent
+    assert not (out / "faithfulness.html").exists()
+    assert "faithfulness.html" not in page(out / "index.html").links
