@@ -314,7 +314,7 @@ def inputs_digest(stores: list[RenderStore], params: dict[str, Any], extra: list
         for u in store.units():
             h.update(f"{u.key} {digest.recorded_digest(store.path(u))}\n".encode())
     for path in extra:
-        h.update(f"{path.parent.name}/{path.name} {digest.recorded_digest(path)}\n".encode())
+        h.update(f"{'/'.join(path.parts[-3:])} {digest.recorded_digest(path)}\n".encode())
     return h.hexdigest()
 
 
@@ -327,10 +327,30 @@ def faithfulness_files(run: Run) -> list[Path]:
     return sorted(run.faithfulness_dir.glob("*/epoch_*.npz"))
 
 
-def read_faithfulness(paths: list[Path]) -> tuple[list[tuple[dict[str, np.ndarray], dict[str, Any]]], dict[str, str]]:
+def _faith_stale(run: Run, meta: dict[str, Any]) -> str | None:
+    """Why a faithfulness file no longer describes the run (its ONNX file exported again, a map
+    source rendered again or added since), or None."""
+    try:
+        sha = run.read_export_record(meta["epoch"])["sha256"]
+    except RunError:
+        sha = None
+    if sha != meta.get("onnx_sha256"):
+        return f"epoch {meta['epoch']}'s ONNX file is not the one it was measured with"
+    unit = f"{meta['setting']}/epoch_{meta['epoch']:03d}.npz"
+    paths = {"model": run.render_dir / unit,
+             **{p.parent.parent.name: p for p in sorted((run.root / "explain").glob(f"*/{unit}"))}}
+    for method, path in paths.items():
+        if digest.recorded_digest(path) != meta.get("sources", {}).get(method):
+            return f"the maps of {method!r} ({path}) are not those it was measured with"
+    return None
+
+
+def read_faithfulness(run: Run, paths: list[Path]) -> tuple[list[tuple[dict[str, np.ndarray], dict[str, Any]]],
+                                                            dict[str, str]]:
     """The faithfulness files' (arrays, meta), each verified against its digest, and {path
-    relative to RUN/faithfulness: sha256 of the bytes read}. Files measured with other shared
-    parameters than the first (steps, images, seed, …) are refused, naming the file."""
+    relative to RUN/faithfulness: sha256 of the bytes read}. A file measured with other shared
+    parameters than the first (steps, images, seed, …), or from another ONNX file or other maps
+    than the run now holds, is refused, naming the file."""
     out, verified = [], {}
     for path in paths:
         try:
@@ -345,6 +365,9 @@ def read_faithfulness(paths: list[Path]) -> tuple[list[tuple[dict[str, np.ndarra
         if arrays["deletion"].shape != (M, K, meta["steps"] + 1) or arrays["covered"].shape != (M, K):
             raise AnalysisError(f"{path}: deletion has shape {arrays['deletion'].shape}, its meta implies "
                                 f"{(M, K, meta['steps'] + 1)}; delete it and {REMEASURE}")
+        stale = _faith_stale(run, meta)
+        if stale:
+            raise AnalysisError(f"{path} is out of date: {stale}; {REMEASURE}")
         if out and any(meta.get(k) != out[0][1].get(k) for k in FAITH_SHARED):
             raise AnalysisError(f"{path} was measured with other parameters ({', '.join(FAITH_SHARED)}) than "
                                 f"{paths[0]}; {REMEASURE} with the same flags, or delete it")
@@ -383,7 +406,8 @@ def analyze_run(
     epochs = complete_epochs(store, run.onnx_epochs())
     other_epochs = complete_epochs(stores[1], other.onnx_epochs()) if other is not None else []
     faith = faithfulness_files(run)
-    key = inputs_digest(stores, params, faith)
+    # The explanation stores' units too: one rendered again makes the faithfulness files stale.
+    key = inputs_digest(stores, params, faith + (sorted((run.root / "explain").glob("*/*/epoch_*.npz")) if faith else []))
     if not force and _up_to_date(out_dir, key, [F.CSV_NAME] if faith else []):
         log.info(f"analyze: {json_path} up to date")
         return json_path
@@ -397,7 +421,7 @@ def analyze_run(
     # What the numbers were computed from: every file read, with the digest of the bytes read.
     inputs = {"render": store.verified(), **({"compare": stores[1].verified()} if other is not None else {})}
     if faith:
-        files, inputs["faithfulness"] = read_faithfulness(faith)
+        files, inputs["faithfulness"] = read_faithfulness(run, faith)
         doc["faithfulness"], csvs[F.CSV_NAME] = F.section(files, len(cls.wnids))
     elif (out_dir / F.CSV_NAME).exists():  # measured before, since removed
         (out_dir / F.CSV_NAME).unlink()

@@ -54,7 +54,7 @@ from edvis.faithfulness.cells import (
     ranks_of,
     resize_bilinear,
 )
-from edvis.faithfulness.measure import measure
+from edvis.faithfulness.measure import Curves, measure
 from edvis.run import RenderStore, Run, RunError, StoreError, Unit, digest, same_validation_set
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ REFERENCES = ("centre", "random")
 PROVIDERS = ("auto", "cpu", "cuda")
 DEFAULT_BATCH = {"CPUExecutionProvider": 256, "CUDAExecutionProvider": 2048}
 REMEASURE = "run `edvis faithfulness` to measure it again"
+CHUNK = 256  # images whose perturbed inputs are composed at once
 
 
 class FaithfulnessError(EdvisError):
@@ -190,24 +191,36 @@ def _method_maps(name: str, store: RenderStore, unit: Unit, subset: np.ndarray,
     return out, covered
 
 
-def _orders(task: _Task, subset: np.ndarray, total: int, grid: int, size: int,
+def _orders(sources: list[tuple[np.ndarray, np.ndarray]], subset: np.ndarray, grid: int, size: int,
             seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ranks (M, K, G²), covered (M, K) and Average Drop masks (M, K, H, W) of every method."""
-    ranks, covered, masks = [], [], []
-    for name, (store, _) in task.sources.items():
-        maps, cov = _method_maps(name, store, task.unit, subset, total)
-        ranks.append(ranks_of(map_order(resize_bilinear(maps, (grid, grid)))))
-        covered.append(cov)
-        masks.append(ad_masks(maps, size))
-    centre = ranks_of(centre_order(grid))
-    ranks.append(np.broadcast_to(centre, (len(subset), grid * grid)))
+    """ranks (M, K, G²), covered (M, K) and Average Drop masks (M, K, H, W) of the methods' maps
+    ``sources`` [(maps (K, h, w), covered (K,))] and of the two references, for images ``subset``."""
+    ranks = [ranks_of(map_order(resize_bilinear(maps, (grid, grid)))) for maps, _ in sources]
+    covered = [cov for _, cov in sources] + [np.ones(len(subset), bool)] * 2
+    masks = [ad_masks(maps, size) for maps, _ in sources]
+    ranks.append(np.broadcast_to(ranks_of(centre_order(grid)), (len(subset), grid * grid)))
     masks.append(np.broadcast_to(ad_masks(centre_map(grid)[None], size), (len(subset), size, size)))
-    rand = np.stack([random_order(grid, seed, i) for i in subset]) if len(subset) else np.zeros((0, grid * grid), int)
+    rand = np.stack([random_order(grid, seed, i) for i in subset])
     ranks.append(ranks_of(rand))
-    masks.append(ad_masks(np.stack([order_map(o, grid) for o in rand]), size) if len(subset)
-                 else np.zeros((0, size, size), np.float32))
-    covered += [np.ones(len(subset), bool)] * 2
+    masks.append(ad_masks(np.stack([order_map(o, grid) for o in rand]), size))
     return np.stack(ranks), np.stack(covered), np.stack(masks)
+
+
+def _measure_task(task: _Task, session: Any, images: np.ndarray, blur: np.ndarray, labels: np.ndarray,
+                  subset: np.ndarray, total: int, batch: int) -> tuple[Any, np.ndarray]:
+    """One file's curves, CHUNK images at a time (the masks and pixel ranks of all would not fit)."""
+    meta = task.meta
+    sources = [_method_maps(name, store, task.unit, subset, total) for name, (store, _) in task.sources.items()]
+    parts = []
+    for lo in range(0, len(subset), CHUNK):
+        part = slice(lo, lo + CHUNK)
+        ranks, covered, masks = _orders([(m[part], c[part]) for m, c in sources], subset[part], meta["map_size"],
+                                        meta["image_size"], meta["seed"])
+        parts.append((measure(session, images[part], blur[part], labels[part], ranks, covered, masks, meta["steps"],
+                              batch), covered))
+    curves = Curves(*(np.concatenate([getattr(c, k) for c, _ in parts], axis=-1 if k == "full" else 1)
+                      for k in ("deletion", "insertion", "full", "masked")), sum(c.inferences for c, _ in parts))
+    return curves, np.concatenate([cov for _, cov in parts], axis=1)
 
 
 def faithfulness_run(
@@ -288,8 +301,7 @@ def _measure_all(run: Run, todo: list[_Task], clean: np.ndarray, labels: np.ndar
                 imgs = clean if setting == "clean" else apply(setting, clean, keys)
                 images_cache[setting] = (imgs, blurred(imgs, meta["sigma"]))
             imgs, blur = images_cache[setting]
-            ranks, covered, masks = _orders(task, subset, len(labels), meta["map_size"], meta["image_size"], meta["seed"])
-            curves = measure(session, imgs, blur, labels[subset], ranks, covered, masks, meta["steps"], batch)
+            curves, covered = _measure_task(task, session, imgs, blur, labels[subset], subset, len(labels), batch)
             read = {m: store.digest(path) for m, (store, path) in task.sources.items()}
             if read != meta["sources"]:
                 raise StoreError(f"a map source of {task.path} changed while it was measured; {REMEASURE}")

@@ -86,6 +86,14 @@ def test_an_explanation_store_is_measured_on_the_images_it_covers(run: Path, sai
     fake = [r for r in json.loads((run / "analysis" / "analysis.json").read_text())["faithfulness"]["rows"]
             if r["method"] == "fake"]
     assert [(r["images"], r["covered"]) for r in fake] == [(6, 2)]
+    # The explanation rendered again: the analysis refuses the faithfulness file until it is measured again.
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array("{}"), map_true=-maps, index=rows.astype(np.int64))
+    digest.write_verified(run / "explain" / "fake" / "clean" / "epoch_001.npz", buf.getvalue())
+    said.clear()
+    assert main(["analyze", "--run", str(run)]) == 2
+    assert any("faithfulness/clean/epoch_001.npz is out of date" in line and "'fake'" in line for line in said)
+    assert main(argv) == 0 and main(["analyze", "--run", str(run)]) == 0
 
 
 @pytest.mark.parametrize("argv,flag", [(["--steps", "0"], "--steps"), (["--images", "x"], "--images"),
