@@ -78,7 +78,10 @@ def method_rows(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> list[dic
 
 
 def step_counts(meta: dict[str, Any]) -> np.ndarray:
-    """The cells deleted at each step, as edvis.faithfulness counts them: round(t · G² / T), half up."""
+    """The cells deleted at each step, as the file records them (``counts``); for a file without
+    them, as edvis.faithfulness counts them: round(t · G² / T), half up."""
+    if "counts" in meta:
+        return np.asarray(meta["counts"], dtype=np.int64)
     cells, steps = meta["map_size"] ** 2, meta["steps"]
     return np.floor(np.arange(steps + 1) * cells / steps + 0.5).astype(np.int64)
 

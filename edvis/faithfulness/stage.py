@@ -18,7 +18,7 @@ references ``centre`` and ``random``. One file per (setting, epoch)::
 | `full`      | float32 | (K,)           | Y: p_true of the image                                |
 | `masked`    | float32 | (M, K)         | O: p_true of the image times the method's mask        |
 | `covered`   | bool    | (M, K)         | whether the method has a map of the image             |
-| `meta`      | str     | ()             | JSON: methods, steps, sigma, sizes, seed, onnx_sha256, sources |
+| `meta`      | str     | ()             | JSON: methods, steps, counts, sigma, sizes, seed, onnx_sha256, sources |
 
 A file whose meta records the same ONNX file, the same map sources (their digests) and the same
 parameters is skipped, so a rerun measures only what changed. Definitions: edvis.faithfulness.cells
@@ -53,6 +53,7 @@ from edvis.faithfulness.cells import (
     random_order,
     ranks_of,
     resize_bilinear,
+    step_counts,
 )
 from edvis.faithfulness.measure import Curves, measure
 from edvis.run import RenderStore, Run, RunError, StoreError, Unit, digest, same_validation_set
@@ -257,7 +258,8 @@ def faithfulness_run(
         raise FaithfulnessError(f"{store.manifest_path}: {size}-pixel images do not divide into {grid} × {grid} cells")
     subset = image_subset(labels, images, seed)
     sigma = blur_sigma(size)
-    params = {"steps": steps, "sigma": sigma, "ksize": blur_ksize(sigma), "image_size": size, "map_size": grid,
+    params = {"steps": steps, "counts": step_counts(grid * grid, steps).tolist(), "sigma": sigma,
+              "ksize": blur_ksize(sigma), "image_size": size, "map_size": grid,
               "seed": seed, "images": len(subset), "index_digest": digest.sha256_bytes(subset.tobytes()),
               "dataset": manifest["dataset"]["fingerprint"]}
     shas = {e: run.read_export_record(e)["sha256"] for e in chosen}
