@@ -98,6 +98,17 @@ def test_average_drop_masks_by_hand():
     assert not ad_masks(np.full((1, 2, 2), 3.0), 4).any()  # a constant map: an all-zero mask
 
 
+def test_average_drop_masks_are_scaled_after_upsampling():
+    # A peak in the middle cell of 3 × 3: upsampled to 6 px no pixel samples the cell's centre
+    # (x = 2, 3 sample 0.75 and 1.25), so scaling before upsampling would leave the mask's max below 1.
+    m = np.zeros((1, 3, 3))
+    m[0, 1, 1] = 1.0
+    mask = ad_masks(m, 6)[0]
+    assert mask.max() == 1.0 and mask.min() == 0.0
+    # by hand: pixel (2, 2) weighs the peak 0.75 · 0.75 = 0.5625, pixel (2, 1) 0.75 · 0.25 = 0.1875
+    assert mask[2, 2] == mask[3, 3] == 1.0 and mask[2, 1] == pytest.approx(0.1875 / 0.5625, rel=1e-6)
+
+
 def test_masked_images_round_the_product():
     image = np.full((1, 1, 2, 3), 101, np.uint8)
     out = masked_images(image, np.array([[[0.5, 0.25]]], np.float32))

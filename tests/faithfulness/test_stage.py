@@ -45,6 +45,29 @@ def test_faithfulness_then_analyze(run: Path, said: list[str]):
         assert np.abs(a["full"] - probs[a["index"], a["labels"]]).max() < 2e-3
         assert np.allclose(a["deletion"][:, :, 0], a["full"]) and np.allclose(a["insertion"][:, :, -1], a["full"])
 
+    # One point by hand: the first image with the 16 cells its model map ranks highest blurred.
+    import onnxruntime as ort
+
+    from edvis.data import load_images, open_dataset
+    from edvis.data.perturb import gaussian_blur
+
+    i = int(arrays["index"][0])
+    ds = open_dataset(json.loads((run / "config.json").read_text())["dataset"]["root"])
+    image = load_images([ds.val[i].path], size=64)[0]
+    flat = store.read(Unit("clean", 1), ("map_true",), ())["map_true"][i].astype(np.float64).reshape(-1).tolist()
+    top = sorted(range(64), key=lambda c: (-flat[c], c))[:16]
+    blur, deleted = gaussian_blur(image, 5.0, 31), image.copy()
+    for c in top:
+        r, col = divmod(c, 8)
+        deleted[8 * r:8 * r + 8, 8 * col:8 * col + 8] = blur[8 * r:8 * r + 8, 8 * col:8 * col + 8]
+    session = ort.InferenceSession((run / "onnx" / "epoch_001.onnx").read_bytes(), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"images": deleted[None]})
+    p = np.exp(logits[0] - logits[0].max())
+    want = p[labels[i]] / p.sum()
+    # An untrained model: probabilities near 1/3 that move by 1e-5 to 1e-4, so the check is tight.
+    assert arrays["deletion"][0, 0, 1] == pytest.approx(want, abs=1e-6)
+    assert np.abs(arrays["deletion"][1:, 0, 1] - want).min() > 2e-6  # the references' orders give other values
+
     said.clear()
     before = path.stat().st_mtime_ns
     assert main(["faithfulness", "--run", str(run), "--images", "6", "--steps", "4", "--settings", "clean", "sp0.005"]) == 0
