@@ -132,3 +132,26 @@ def test_an_unrendered_setting_is_refused_naming_the_unit(run: Path, capsys):
     assert main(["faithfulness", "--run", str(run), "--images", "2", "--settings", "jpeg-3"]) == 2
     err = capsys.readouterr().err
     assert "edvis: error:" in err and "jpeg-3/epoch_001.npz" in err
+
+
+def test_a_random_perturbation_follows_the_render_seed(run: Path):
+    import onnxruntime as ort
+
+    from edvis.data import apply, load_images, open_dataset
+    from edvis.render import render_run
+
+    render_run(run, provider="cpu", perturbations=["sp0.005"], seed=3)  # keys 3 · N + i, not i
+    assert main(["faithfulness", "--run", str(run), "--images", "9", "--steps", "1", "--settings", "sp0.005"]) == 0
+    a, meta = load(run / "faithfulness" / "sp0.005" / "epoch_001.npz")
+    assert meta["render_seed"] == 3
+    ds = open_dataset(json.loads((run / "config.json").read_text())["dataset"]["root"])
+    clean = load_images([ds.val[i].path for i in a["index"]], size=64)
+    session = ort.InferenceSession((run / "onnx" / "epoch_001.onnx").read_bytes(), providers=["CPUExecutionProvider"])
+
+    def p_true(images):
+        (logits,) = session.run(["logits"], {"images": images})
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e[np.arange(len(images)), a["labels"]] / e.sum(axis=1)
+
+    assert np.abs(a["full"] - p_true(apply("sp0.005", clean, 3 * len(ds.val) + a["index"]))).max() < 1e-6
+    assert np.abs(a["full"] - p_true(apply("sp0.005", clean, a["index"]))).max() > 2e-6  # another seed: other noise
