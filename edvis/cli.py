@@ -1,4 +1,4 @@
-"""Command line: ``edvis synth | data | train | export | render | analyze | site``.
+"""Command line: ``edvis synth | data | train | export | render | faithfulness | analyze | site``.
 
 Thin argparse entry points; the only place that picks a device or an execution provider.
 Expected failures (bad paths, bad files, bad settings) print one line naming the culprit and
@@ -131,6 +131,14 @@ def cmd_render(a: argparse.Namespace) -> None:
                    perturbations=a.perturbations, seed=a.seed, shard=shard)
 
 
+def cmd_faithfulness(a: argparse.Namespace) -> None:
+    from edvis.faithfulness import faithfulness_run
+
+    with writer_lock(a.run, "faithfulness"):
+        faithfulness_run(a.run, images=a.images, steps=a.steps, seed=a.seed, epochs=a.epochs, settings=a.settings,
+                         provider=a.provider, batch_size=a.batch_size, data_root=a.data)
+
+
 def cmd_analyze(a: argparse.Namespace) -> None:
     from edvis.analyze import analyze_run
 
@@ -196,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``edvis`` parser: one sub-command per stage."""
     p = _Parser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, _add_analyze, _add_site):
+    for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, _add_faithfulness, _add_analyze, _add_site):
         add(sub)
     return p
 
@@ -355,6 +363,39 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    "copies of the run (each DIR a run folder or its render folder); checks they come from "
                    "RUN's own ONNX files")
     r.set_defaults(func=cmd_render)
+
+
+def _epochs_spec(text: str) -> str:
+    """An argparse ``type`` for ``--epochs``: all, or a comma list of epoch numbers, first and last."""
+    items = [s.strip() for s in text.split(",")]
+    if text.strip() != "all" and not all(s in ("first", "last") or (s.isdigit() and int(s) >= 1) for s in items):
+        raise argparse.ArgumentTypeError(f"must be all or a comma list of epochs (numbers >= 1, first, last), got {text!r}")
+    return text
+
+
+def _add_faithfulness(sub: argparse._SubParsersAction) -> None:
+    """edvis faithfulness: deletion, insertion and Average Drop of every map source."""
+    f = sub.add_parser("faithfulness", help="deletion/insertion curves and Average Drop of the model's maps, the "
+                       "explanation methods' and two references, by onnxruntime",
+                       description="Write RUN/faithfulness/<setting>/epoch_NNN.npz: for a seeded subset of validation "
+                       "images, the true class's probability as the cells each method ranks highest are blurred "
+                       "(deletion) or restored (insertion), and under the method's map as a mask (Average Drop). "
+                       "Files up to date are skipped. Definitions: docs/faithfulness.md.")
+    f.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    f.add_argument("--images", type=POSITIVE, default=64,
+                   help="validation images measured, a seeded subset spread over the classes (default 64)")
+    f.add_argument("--steps", type=POSITIVE, default=16, help="steps of each curve, from no cell to all (default 16)")
+    f.add_argument("--seed", type=SEED, default=0, help="seed of the image subset and the random order (default 0)")
+    f.add_argument("--settings", nargs="+", default=["clean"], metavar="NAME",
+                   help="settings measured, each rendered in RUN/render (default: clean)")
+    f.add_argument("--epochs", type=_epochs_spec, default="all", metavar="all|E1,E2",
+                   help="exported epochs measured: all, or a comma list of epoch numbers and the words first and "
+                   "last (default all)")
+    f.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
+    f.add_argument("--batch-size", type=POSITIVE, help="images per inference batch (default 256 on the CPU, 2048 on CUDA)")
+    f.add_argument("--data", type=Path, help="dataset folder, if it moved since training (default: the one in RUN/config.json)")
+    f.set_defaults(func=cmd_faithfulness)
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:

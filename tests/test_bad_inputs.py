@@ -429,7 +429,7 @@ BAD_FLAGS = [
     (["site", "--seed", "-1"], "--seed must be >= 0, got -1"),
     (["train"], "the following arguments are required: --data"),
     (["nonsense"], "COMMAND: invalid choice: 'nonsense' (choose from 'synth', 'data', 'train', 'export', 'render', "
-     "'analyze', 'site')"),
+     "'faithfulness', 'analyze', 'site')"),
 ]
 
 

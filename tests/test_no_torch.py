@@ -44,3 +44,10 @@ def test_render_analyze_and_site_need_no_torch(rendered_run: Path, tmp_path: Pat
 def test_the_blocker_blocks(tmp_path: Path):
     proc = edvis_without_torch("train", "--data", str(tmp_path), "--run", str(tmp_path / "run"))
     assert proc.returncode != 0 and "torch is blocked in this test" in proc.stderr
+
+
+def test_faithfulness_needs_no_torch(rendered_run: Path, tmp_path: Path):
+    run = Path(shutil.copytree(rendered_run, tmp_path / "run"))
+    proc = edvis_without_torch("faithfulness", "--run", str(run), "--images", "3", "--steps", "2", "--provider", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "faithfulness" / "clean" / "epoch_001.npz").is_file()

@@ -11,6 +11,8 @@ RUN/analysis/
   reliability.csv       reliability-diagram bins per (setting, epoch)
   corruption.csv        severity sweeps as relative corruption error, per epoch
   localisation.csv      pointing game and map energy per epoch, for this run and a compared one
+  faithfulness.csv      with RUN/faithfulness: deletion/insertion AUC, Average Drop, Increase per
+                        (setting, epoch, method)
 ```
 
 The store is read one unit at a time, epoch by epoch: in memory are at most the epoch's clean
@@ -28,6 +30,7 @@ missing at an exported epoch) is refused, naming the unit, never skipped.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -38,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from edvis.analyze import faithfulness as F
 from edvis.analyze import metrics as A
 from edvis.analyze.outputs import (
     CLASS_METRICS,
@@ -296,10 +300,11 @@ def _model_name(run: Run) -> str:
 # -- the stage --------------------------------------------------------------------------------
 
 
-def inputs_digest(stores: list[RenderStore], params: dict[str, Any]) -> str:
+def inputs_digest(stores: list[RenderStore], params: dict[str, Any], extra: list[Path] = ()) -> str:
     """sha256 over the parameters, the analysis package's code (and the CSV rule it writes by),
     each store's manifest and the digest recorded for every unit when it was written (its
-    ``.sha256`` sidecar: a unit rendered again, or damaged and rebuilt, changes it)."""
+    ``.sha256`` sidecar: a unit rendered again, or damaged and rebuilt, changes it), and the
+    names and recorded digests of the ``extra`` files (the faithfulness files)."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
     for module in [*sorted(Path(__file__).parent.glob("*.py")), Path(tables.__file__)]:
         h.update(module.name.encode())
@@ -308,7 +313,67 @@ def inputs_digest(stores: list[RenderStore], params: dict[str, Any]) -> str:
         h.update(store.manifest_path.read_bytes())
         for u in store.units():
             h.update(f"{u.key} {digest.recorded_digest(store.path(u))}\n".encode())
+    for path in extra:
+        h.update(f"{'/'.join(path.parts[-3:])} {digest.recorded_digest(path)}\n".encode())
     return h.hexdigest()
+
+
+FAITH_SHARED = ("steps", "images", "seed", "sigma", "map_size", "image_size", "index_digest")
+FAITH_ARRAYS = ("index", "labels", "deletion", "insertion", "full", "masked", "covered")
+REMEASURE = "run `edvis faithfulness` to measure it again"
+
+
+def faithfulness_files(run: Run) -> list[Path]:
+    return sorted(run.faithfulness_dir.glob("*/epoch_*.npz"))
+
+
+def _faith_stale(run: Run, meta: dict[str, Any]) -> str | None:
+    """Why a faithfulness file no longer describes the run (its ONNX file exported again, a map
+    source rendered again or added since), or None."""
+    try:
+        sha = run.read_export_record(meta["epoch"])["sha256"]
+    except RunError:
+        sha = None
+    if sha != meta.get("onnx_sha256"):
+        return f"epoch {meta['epoch']}'s ONNX file is not the one it was measured with"
+    unit = f"{meta['setting']}/epoch_{meta['epoch']:03d}.npz"
+    paths = {"model": run.render_dir / unit,
+             **{p.parent.parent.name: p for p in sorted((run.root / "explain").glob(f"*/{unit}"))}}
+    for method, path in paths.items():
+        if digest.recorded_digest(path) != meta.get("sources", {}).get(method):
+            return f"the maps of {method!r} ({path}) are not those it was measured with"
+    return None
+
+
+def read_faithfulness(run: Run, paths: list[Path]) -> tuple[list[tuple[dict[str, np.ndarray], dict[str, Any]]],
+                                                            dict[str, str]]:
+    """The faithfulness files' (arrays, meta), each verified against its digest, and {path
+    relative to RUN/faithfulness: sha256 of the bytes read}. A file measured with other shared
+    parameters than the first (steps, images, seed, …), or from another ONNX file or other maps
+    than the run now holds, is refused, naming the file."""
+    out, verified = [], {}
+    for path in paths:
+        try:
+            data, sha = digest.read_verified(path, "faithfulness file", REMEASURE)
+            with np.load(io.BytesIO(data)) as z:
+                meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in FAITH_ARRAYS}
+        except digest.IntegrityError as e:
+            raise AnalysisError(str(e)) from None
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise AnalysisError(f"cannot read faithfulness file {path}: {e}; delete it and {REMEASURE}") from None
+        M, K = len(meta["methods"]), len(arrays["index"])
+        if arrays["deletion"].shape != (M, K, meta["steps"] + 1) or arrays["covered"].shape != (M, K):
+            raise AnalysisError(f"{path}: deletion has shape {arrays['deletion'].shape}, its meta implies "
+                                f"{(M, K, meta['steps'] + 1)}; delete it and {REMEASURE}")
+        stale = _faith_stale(run, meta)
+        if stale:
+            raise AnalysisError(f"{path} is out of date: {stale}; {REMEASURE}")
+        if out and any(meta.get(k) != out[0][1].get(k) for k in FAITH_SHARED):
+            raise AnalysisError(f"{path} was measured with other parameters ({', '.join(FAITH_SHARED)}) than "
+                                f"{paths[0]}; {REMEASURE} with the same flags, or delete it")
+        out.append((arrays, meta))
+        verified[path.relative_to(path.parents[1]).as_posix()] = sha
+    return out, verified
 
 
 def analyze_run(
@@ -340,8 +405,10 @@ def analyze_run(
               "compare": None if other is None else str(other.root.resolve())}
     epochs = complete_epochs(store, run.onnx_epochs())
     other_epochs = complete_epochs(stores[1], other.onnx_epochs()) if other is not None else []
-    key = inputs_digest(stores, params)
-    if not force and _up_to_date(out_dir, key):
+    faith = faithfulness_files(run)
+    # The explanation stores' units too: one rendered again makes the faithfulness files stale.
+    key = inputs_digest(stores, params, faith + (sorted((run.root / "explain").glob("*/*/epoch_*.npz")) if faith else []))
+    if not force and _up_to_date(out_dir, key, [F.CSV_NAME] if faith else []):
         log.info(f"analyze: {json_path} up to date")
         return json_path
 
@@ -353,6 +420,11 @@ def analyze_run(
     doc, csvs = build_outputs(g, cls, pattern_threshold, _model_name(run), compared)
     # What the numbers were computed from: every file read, with the digest of the bytes read.
     inputs = {"render": store.verified(), **({"compare": stores[1].verified()} if other is not None else {})}
+    if faith:
+        files, inputs["faithfulness"] = read_faithfulness(run, faith)
+        doc["faithfulness"], csvs[F.CSV_NAME] = F.section(files, len(cls.wnids))
+    elif (out_dir / F.CSV_NAME).exists():  # measured before, since removed
+        (out_dir / F.CSV_NAME).unlink()
     doc = {"schema": SCHEMA_VERSION, "digest": key, "inputs": inputs, **doc}
     for name, text in csvs.items():
         atomic.write_text(out_dir / name, text)
@@ -362,11 +434,11 @@ def analyze_run(
     return json_path
 
 
-def _up_to_date(out_dir: Path, key: str) -> bool:
+def _up_to_date(out_dir: Path, key: str, extra: list[str] = ()) -> bool:
     """Whether analysis.json (sound, as its digest says) was computed from inputs of digest ``key``."""
     try:
         data, _ = digest.read_verified(out_dir / "analysis.json", "analysis", "")
         old = json.loads(data)
     except (OSError, ValueError, digest.IntegrityError):
         return False
-    return isinstance(old, dict) and old.get("digest") == key and all((out_dir / n).is_file() for n in CSV_COLUMNS)
+    return isinstance(old, dict) and old.get("digest") == key and all((out_dir / n).is_file() for n in [*CSV_COLUMNS, *extra])
