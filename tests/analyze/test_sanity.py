@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edvis.analyze.sanity import rank_correlation, sanity_section, ssim
+from edvis.analyze import sanity
+
+rank_correlation, sanity_section, ssim = sanity.rank_correlation, sanity.sanity_section, sanity.ssim
 
 
 def test_rank_correlation_by_hand_and_against_scipy() -> None:
