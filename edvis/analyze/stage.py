@@ -11,6 +11,7 @@ RUN/analysis/
   reliability.csv       reliability-diagram bins per (setting, epoch)
   corruption.csv        severity sweeps as relative corruption error, per epoch
   localisation.csv      pointing game and map energy per epoch, for this run and a compared one
+  (analysis.json's ``sanity``: with RUN/explain/sanity.npz, Spearman and SSIM per method and step)
   faithfulness.csv      with RUN/faithfulness: deletion/insertion AUC, Average Drop, Increase per
                         (setting, epoch, method)
 ```
@@ -35,6 +36,7 @@ import json
 import logging
 import math
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ import numpy as np
 
 from edvis.analyze import faithfulness as F
 from edvis.analyze import metrics as A
+from edvis.analyze import sanity as S
 from edvis.analyze.outputs import (
     CLASS_METRICS,
     CONFUSED_PAIRS,
@@ -376,6 +379,20 @@ def read_faithfulness(run: Run, paths: list[Path]) -> tuple[list[tuple[dict[str,
     return out, verified
 
 
+def read_sanity(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """analysis.json's ``sanity`` record from ``edvis explain --sanity``'s file (verified against
+    its digest), and {its path in the run: sha256 of the bytes read}."""
+    again = "run `edvis explain --sanity` to write it again"
+    data, sha = digest.read_verified(path, "sanity file", again)
+    try:
+        with np.load(io.BytesIO(data)) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {k: z[k] for k in ("index", "maps", "other_class_maps")}
+        return S.sanity_section(arrays, meta), {"explain/sanity.npz": sha}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise AnalysisError(f"cannot read sanity file {path}: {e}; {again}") from None
+
+
 def analyze_run(
     run_dir: str | Path,
     compare: str | Path | None = None,
@@ -406,8 +423,10 @@ def analyze_run(
     epochs = complete_epochs(store, run.onnx_epochs())
     other_epochs = complete_epochs(stores[1], other.onnx_epochs()) if other is not None else []
     faith = faithfulness_files(run)
+    sanity = run.root / "explain" / "sanity.npz"
     # The explanation stores' units too: one rendered again makes the faithfulness files stale.
-    key = inputs_digest(stores, params, faith + (sorted((run.root / "explain").glob("*/*/epoch_*.npz")) if faith else []))
+    extra = faith + (sorted((run.root / "explain").glob("*/*/epoch_*.npz")) if faith else [])
+    key = inputs_digest(stores, params, extra + ([sanity] if sanity.is_file() else []))
     if not force and _up_to_date(out_dir, key, [F.CSV_NAME] if faith else []):
         log.info(f"analyze: {json_path} up to date")
         return json_path
@@ -425,6 +444,8 @@ def analyze_run(
         doc["faithfulness"], csvs[F.CSV_NAME] = F.section(files, len(cls.wnids))
     elif (out_dir / F.CSV_NAME).exists():  # measured before, since removed
         (out_dir / F.CSV_NAME).unlink()
+    if sanity.is_file():
+        doc["sanity"], inputs["sanity"] = read_sanity(sanity)
     doc = {"schema": SCHEMA_VERSION, "digest": key, "inputs": inputs, **doc}
     for name, text in csvs.items():
         atomic.write_text(out_dir / name, text)

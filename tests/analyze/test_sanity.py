@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edvis.analyze import sanity
+from tests.analyze.test_stage import run  # noqa: F401 (fixture)
 
 rank_correlation, sanity_section, ssim = sanity.rank_correlation, sanity.sanity_section, sanity.ssim
 
@@ -69,3 +70,41 @@ def test_the_record_per_method_and_step() -> None:
     logit = {r["method"]: r for r in doc["random_logit"]}
     assert logit["fixed"]["spearman"] == 1.0 and logit["own"]["spearman"] < 1.0
     assert doc["images"] == 3 and doc["index"] == [4, 7, 9] and doc["steps"] == ["original", "up2", "up1"]
+
+
+def _write_sanity(root, maps, other, meta):
+    import io
+    import json
+
+    from edvis.run import digest
+
+    buf = io.BytesIO()
+    np.savez(buf, index=np.arange(maps.shape[2]), labels=np.zeros(maps.shape[2], np.int64),
+             other_class=np.ones(maps.shape[2], np.int64), maps=maps.astype(np.float16),
+             other_class_maps=other.astype(np.float16), meta=np.array(json.dumps(meta)))
+    path = root / "explain" / "sanity.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest.write_verified(path, buf.getvalue())
+    return path
+
+
+def test_analyze_adds_the_sanity_record_and_refuses_a_damaged_file(run, said):  # noqa: F811
+    import json
+
+    from edvis.analyze import analyze_run
+    from edvis.errors import EdvisError
+    from tests.conftest import flip
+
+    rng = np.random.default_rng(2)
+    trained = rng.random((6, 8, 8))
+    maps = np.stack([np.stack([trained, 1 - trained])])  # one method, two steps: ranks reversed
+    path = _write_sanity(run, maps, trained[None] * 2, {"methods": ["own"], "steps": ["original", "up2"], "epoch": 2})
+    doc = json.loads(analyze_run(run).read_text())
+    steps = {r["step"]: r["spearman"] for r in doc["sanity"]["randomisation"]}
+    assert steps == {"original": 1.0, "up2": -1.0} and doc["sanity"]["random_logit"][0]["spearman"] == 1.0
+    assert doc["inputs"]["sanity"]["explain/sanity.npz"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+    analyze_run(run)
+    assert said[-1].endswith("up to date")
+    flip(path)  # up to date still (the record is unchanged): read again only when asked
+    with pytest.raises(EdvisError, match=r"sanity file \S+sanity\.npz is damaged.*edvis explain --sanity"):
+        analyze_run(run, force=True)
