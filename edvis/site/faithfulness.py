@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 REFERENCES = ("centre", "random")
 LABELS = {
-    "model": "the model's own maps", "centre": "centre prior", "random": "random order", "gradcam": "Grad-CAM",
+    "model": "the model's own maps", "own": "the model's own maps", "centre": "centre prior", "random": "random order",
+    "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "eigencam": "EigenCAM",
     "scorecam": "Score-CAM",
 }
@@ -63,6 +64,23 @@ class ClassFaithRow:
 
 
 @dataclass(eq=False)
+class SanityView:
+    """The sanity checks (``edvis explain --sanity``, then ``edvis analyze``): per method, how alike
+    its maps stay as the layers are re-initialised, and its true and random other class's maps."""
+
+    epoch: int | None
+    layer: str
+    images: int
+    steps: list[str]
+    rows: list[tuple[str, list[str]]]  # (method label, "Spearman / SSIM" per step)
+    logit: list[tuple[str, str, str]]  # (method label, Spearman, SSIM)
+    index: list[int] = field(default_factory=list)  # the images' validation indices
+    methods: list[str] = field(default_factory=list)
+    maps: Any = field(default=None, repr=False)  # (M, T + 1, K, S, S) from sanity.npz, for the figure
+    verdicts: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
 class FaithfulnessPage:
     setting: str
     settings: list[str]
@@ -79,6 +97,11 @@ class FaithfulnessPage:
     other_settings: list[tuple[str, list[MethodRow]]]  # the other measured settings at their final epoch
     curves: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # epoch -> per method
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the page's setting, every epoch
+    sanity: SanityView | None = None
+
+    @property
+    def has_measures(self) -> bool:
+        return bool(self.methods)
 
     @property
     def definitions_note(self) -> str:
@@ -87,14 +110,18 @@ class FaithfulnessPage:
 
 
 def faithfulness_page(src: Sources, refs: list[ClassRef]) -> FaithfulnessPage | None:
-    """The page, or None when analysis.json holds no faithfulness record."""
+    """The page, or None when analysis.json holds neither a faithfulness nor a sanity record."""
     record = src.analysis.faithfulness()
-    if record is None:
-        return None
-    rows = [r for r in record.get("rows", []) if isinstance(r, dict)]
-    settings = [s for s in record.get("settings", []) if any(r.get("setting") == s for r in rows)]
+    sanity = sanity_view(src)
+    rows = [r for r in (record or {}).get("rows", []) if isinstance(r, dict)]
+    settings = [s for s in (record or {}).get("settings", []) if any(r.get("setting") == s for r in rows)]
     if not settings:
-        return None
+        if sanity is None:
+            return None
+        return FaithfulnessPage(setting="", settings=[], final_epoch=0, images=0, steps=0, sigma=0, map_size=0,
+                                methods=[], slider=Slider([]), panels=[], class_methods=[], class_rows=[],
+                                other_settings=[], sanity=sanity)
+    assert record is not None
     setting = "clean" if "clean" in settings else settings[0]
     methods = _ordered([str(m) for m in record.get("methods", [])])
     mine = [r for r in rows if r.get("setting") == setting]
@@ -116,8 +143,34 @@ def faithfulness_page(src: Sources, refs: list[ClassRef]) -> FaithfulnessPage | 
         other_settings=[(s, method_rows([r for r in rows if r.get("setting") == s],
                                         max(int(r["epoch"]) for r in rows if r.get("setting") == s), methods))
                         for s in settings if s != setting],
-        curves=curves, rows=mine,
+        curves=curves, rows=mine, sanity=sanity,
     )
+
+
+def sanity_view(src: Sources) -> SanityView | None:
+    """The sanity checks' numbers from analysis.json and their maps from RUN/explain/sanity.npz."""
+    record = src.analysis.sanity()
+    if record is None:
+        return None
+    steps = [str(t) for t in record.get("steps", [])]
+    methods = [str(m) for m in record.get("methods", [])]
+    by = {(r.get("method"), r.get("step")): r for r in record.get("randomisation", []) if isinstance(r, dict)}
+    rows = [(method_label(m), [f"{num(by.get((m, t), {}).get('spearman'), '.2f')} / "
+                               f"{num(by.get((m, t), {}).get('ssim'), '.2f')}" for t in steps]) for m in methods]
+    logit = [(method_label(str(r.get("method"))), num(r.get("spearman"), ".2f"), num(r.get("ssim"), ".2f"))
+             for r in record.get("random_logit", []) if isinstance(r, dict)]
+    verdicts = []
+    last = steps[-1] if steps else None
+    for m in methods:
+        rho = by.get((m, last), {}).get("spearman")
+        if _finite(rho) and last is not None:
+            alike = "stay alike: they do not follow the weights" if rho >= 0.5 else "change with the weights"
+            verdicts.append(f"{_sentence_case(method_label(m))}: rank correlation {rho:.2f} with its trained maps once "
+                            f"every layer down to {last} is re-initialised; its maps {alike}.")
+    return SanityView(epoch=record.get("epoch"), layer=str(record.get("layer") or ""),
+                      images=int(record.get("images") or 0),
+                      steps=steps, rows=rows, logit=logit, index=[int(i) for i in record.get("index", [])],
+                      methods=methods, maps=src.sanity_maps, verdicts=verdicts)
 
 
 def _ordered(methods: list[str]) -> list[str]:

@@ -70,3 +70,23 @@ def auc_figure(rows: list[dict[str, Any]], methods: list[str], setting: str, ste
             plots._style(ax)
         axes[1].legend(frameon=False, fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
         plots._save(fig, stem)
+
+
+def sanity_figure(view: Any, dataset: Any, images: Any, stem: Path, title: str, per_image: int = 2) -> None:
+    """For the first ``per_image`` images of the sanity checks: a row per method, its map of the
+    true class at each randomisation step (each map scaled to its own maximum)."""
+    from edvis.site.read_store import normalise_maps
+    from edvis.site.text import short
+
+    rows, data = [], []
+    for k, i in enumerate(view.index[:per_image]):
+        for m, method in enumerate(view.methods):
+            maps = normalise_maps(view.maps[m, :, k])  # (T + 1, S, S) uint8
+            row = [plots.Cell(image=images.load(i), top=short(dataset.truth(i)), bottom=short(method_label(method), 22))]
+            row += [plots.Cell(map=maps[t], top=short(step, 14)) for t, step in enumerate(view.steps)]
+            rows.append(row)
+            data.append({"file": dataset.files[i], "class": dataset.truth(i), "method": method,
+                         "maps": [{"step": step, "map": [[round(v / 255, 3) for v in r] for r in maps[t].tolist()]}
+                                  for t, step in enumerate(view.steps)]})
+    plots.map_mosaic(rows, stem, f"{title} (epoch {view.epoch})",
+                     {"title": title, "epoch": view.epoch, "layer": view.layer, "steps": view.steps, "images": data})

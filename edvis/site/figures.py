@@ -56,6 +56,7 @@ FIGURE_TITLES = {
     "layers": ("Mean over channels of every layer, for chosen images", ""),
     "faithfulness-curves": ("Deletion and insertion curves of every method at the final epoch", ""),
     "faithfulness-epochs": ("Deletion and insertion AUC of every method over the epochs", ""),
+    "sanity-maps": ("Maps as the layers are re-initialised from the last down", ""),
 }
 PAPER_FIGURES = {"gray": "Figure 9", "blur3": "Figure 10", "blur5": "Figure 10", "bgr": "Figure 11",
                  "brg": "Figure 11", "sp0.0005": "Figure 12", "sp0.005": "Figure 12"}
@@ -114,9 +115,11 @@ def catalogue(p: Pages) -> Catalogue:
         add("compare-maps")
     if p.layers is not None:
         add("layers")
-    if p.faithfulness is not None:
+    if p.faithfulness is not None and p.faithfulness.has_measures:
         add("faithfulness-curves", PLOT)
         add("faithfulness-epochs", PLOT)
+    if p.faithfulness is not None and p.faithfulness.sanity is not None and p.faithfulness.sanity.maps is not None:
+        add("sanity-maps")
     return Catalogue([_entry(p, *w) for w in wanted], absolute=bool(src.base_url))
 
 
@@ -140,6 +143,7 @@ def draw(p: Pages, figures: Catalogue, writer: Writer, images: Images) -> None:
         "confidence": _confidence, "reliability": _reliability, "accuracy-by-setting": _accuracy,
         "compare-maps": compare_figure, "layers": layers_figure,
         "faithfulness-curves": _faithfulness_curves, "faithfulness-epochs": _faithfulness_epochs,
+        "sanity-maps": _sanity_maps,
     }
     for s in p.settings:
         drawers[s.figure] = perturbation_figure
@@ -165,6 +169,11 @@ def _faithfulness_epochs(p: Pages, entry: FigureEntry, stem: Path, images: Image
     f = p.faithfulness
     assert f is not None
     figure_faithfulness.auc_figure(f.rows, [m.name for m in f.methods], f.setting, stem)
+
+
+def _sanity_maps(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> None:
+    assert p.faithfulness is not None and p.faithfulness.sanity is not None
+    figure_faithfulness.sanity_figure(p.faithfulness.sanity, p.src.dataset, images, stem, entry.title)
 
 
 def _training(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> None:

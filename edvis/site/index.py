@@ -64,7 +64,8 @@ def inputs_read(src: Sources) -> list[tuple[str, str]]:
     """(path in the run, sha256 of the bytes read) of every file the site was made from: the
     run's config and metrics, analysis.json, and each file of the render store it read."""
     store = [(f"render/{name}", sha) for name, sha in src.store.verified().items()]
-    return sorted(src.run.hashes + [("analysis/analysis.json", src.analysis.sha256)] + store)
+    sanity = [("explain/sanity.npz", src.sanity_sha256)] if src.sanity_sha256 else []
+    return sorted(src.run.hashes + [("analysis/analysis.json", src.analysis.sha256)] + store + sanity)
 
 
 def run_page(src: Sources, models: list[Model], settings: list[SettingPage], inputs: int = 0) -> RunPage:

@@ -120,6 +120,11 @@ class Analysis:
         value = (self.data or {}).get("faithfulness")
         return value if isinstance(value, dict) and value.get("rows") else None
 
+    def sanity(self) -> dict[str, Any] | None:
+        """The sanity checks' record (``edvis explain --sanity``), when present."""
+        value = (self.data or {}).get("sanity")
+        return value if isinstance(value, dict) and value.get("randomisation") else None
+
     def pattern_threshold(self) -> str:
         """The map similarity from which a class's pattern counts as formed, as text."""
         definitions = (self.data or {}).get("definitions")

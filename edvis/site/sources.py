@@ -4,12 +4,16 @@ time, by the pages that show them (``perturbations.py``, ``layers.py``)."""
 
 from __future__ import annotations
 
+import io
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edvis.errors import UsageError
-from edvis.run import RenderStore, Run, StoreError, complete_epochs
+from edvis.run import RenderStore, Run, StoreError, complete_epochs, digest
 from edvis.site.read_analysis import Analysis, read_analysis
 from edvis.site.read_compare import Model, model_label, read_compare
 from edvis.site.read_run import Dataset, RunInfo, check_dataset, read_config, read_dataset, read_run
@@ -32,6 +36,8 @@ class Sources:
     timeline_images: int = 3
     seed: int = 0
     base_url: str = ""  # ends with "/" when given
+    sanity_maps: np.ndarray | None = None  # (M, T + 1, K, S, S) of RUN/explain/sanity.npz, when analysed
+    sanity_sha256: str = ""
 
     @property
     def epochs(self) -> list[int]:
@@ -72,7 +78,32 @@ def read_sources(
     if compare is not None:
         compared = read_compare(Path(compare), manifest, analysis, run.root / "analysis" / "analysis.json",
                                 model_label(info))
+    sanity, sha = read_sanity_maps(run, analysis)
     return Sources(
         run=info, dataset=dataset, analysis=analysis, clean=clean, store=store, compared=compared,
         timeline_images=timeline_images, seed=seed, base_url=base_url.rstrip("/") + "/" if base_url else "",
+        sanity_maps=sanity, sanity_sha256=sha,
     )
+
+
+def read_sanity_maps(run: Run, analysis: Analysis) -> tuple[np.ndarray | None, str]:
+    """The maps of RUN/explain/sanity.npz when analysis.json has its record: verified against
+    the file's digest and against the one analysis.json was computed from."""
+    if analysis.sanity() is None:
+        return None, ""
+    path = run.root / "explain" / "sanity.npz"
+    again = "run `edvis explain --sanity` to write it again"
+    try:
+        data, sha = digest.read_verified(path, "sanity file", again)
+    except FileNotFoundError:
+        raise SiteError(f"{path} is missing, though analysis.json was computed from it: {again}") from None
+    except digest.IntegrityError as e:
+        raise SiteError(str(e)) from None
+    listed = (analysis.data.get("inputs") or {}).get("sanity", {})
+    if listed.get("explain/sanity.npz") != sha:
+        raise SiteError(f"{path} is not the one analysis.json was computed from: run `edvis analyze`")
+    try:
+        with np.load(io.BytesIO(data)) as z:
+            return np.asarray(z["maps"], np.float32), sha
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise SiteError(f"cannot read sanity file {path}: {e}; {again}") from None

@@ -92,3 +92,46 @@ def test_without_a_record_there_is_no_page(runs: dict[str, Path], tmp_path: Path
     out = quick_build(runs["run"], tmp_path / "site").parent
     assert not (out / "faithfulness.html").exists()
     assert "faithfulness.html" not in page(out / "index.html").links
+
+
+@pytest.fixture(scope="module")
+def sanity_site(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    import io
+
+    import numpy as np
+
+    from edvis.analyze import analyze_run
+    from edvis.run import digest
+
+    tmp = tmp_path_factory.mktemp("sanity")
+    run = Path(shutil.copytree(runs["run"], tmp / "run"))
+    trained = np.random.default_rng(0).random((2, 8, 8))
+    maps = np.stack([np.stack([trained, trained * 3]), np.stack([trained, 1 - trained])])  # (2 methods, 2 steps, 2, 8, 8)
+    buf = io.BytesIO()
+    np.savez(buf, index=np.array([0, 1]), labels=np.array([0, 1]), other_class=np.array([1, 2]),
+             maps=maps.astype(np.float16), other_class_maps=maps[:, 0].astype(np.float16),
+             meta=np.array(json.dumps({"methods": ["gradcam", "own"], "steps": ["original", "up2"], "epoch": 3,
+                                       "layer": "maps"})))
+    (run / "explain").mkdir()
+    digest.write_verified(run / "explain" / "sanity.npz", buf.getvalue())
+    analyze_run(run)
+    build_site(run, tmp / "site")
+    return tmp / "site"
+
+
+def test_the_sanity_checks_are_shown_with_their_figure(sanity_site: Path) -> None:
+    p = page(sanity_site / "faithfulness.html")
+    table = p.tables["sanity-randomisation"]
+    assert table[1] == ["Grad-CAM", "1.00 / 1.00", "1.00 / 1.00"]  # scaled by 3: the same ranks and scaled map
+    assert table[2][:2] == ["the model's own maps", "1.00 / 1.00"] and table[2][2].startswith("-1.00 / ")  # reversed
+    assert p.tables["sanity-logit"][1:] == [["Grad-CAM", "1.00", "1.00"], ["the model's own maps", "1.00", "1.00"]]
+    assert ("Grad-CAM: rank correlation 1.00 with its trained maps once every layer down to up2 is re-initialised; "
+            "its maps stay alike: they do not follow the weights.") in p.words
+    assert "The model's own maps: rank correlation -1.00" in p.words and "its maps change with the weights." in p.words
+    figure = json.loads((sanity_site / "figures" / "sanity-maps.json").read_text(encoding="utf-8"))
+    assert [(im["file"][-10:], im["method"]) for im in figure["images"]] == [
+        ("img_00.png", "gradcam"), ("img_00.png", "own"), ("img_01.png", "gradcam"), ("img_01.png", "own")]
+    assert (sanity_site / "figures" / "sanity-maps.png").is_file()
+    listed = (sanity_site / "inputs.sha256").read_text()
+    assert "  explain/sanity.npz\n" in listed
+    assert "faithfulness-curves" not in (sanity_site / "figures.html").read_text(encoding="utf-8")  # not measured
