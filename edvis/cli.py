@@ -1,4 +1,4 @@
-"""Command line: ``edvis synth | data | train | export | render | analyze | site``.
+"""Command line: ``edvis synth | data | train | export | render | explain | analyze | site``.
 
 Thin argparse entry points; the only place that picks a device or an execution provider.
 Expected failures (bad paths, bad files, bad settings) print one line naming the culprit and
@@ -131,6 +131,19 @@ def cmd_render(a: argparse.Namespace) -> None:
                    perturbations=a.perturbations, seed=a.seed, shard=shard)
 
 
+def cmd_explain(a: argparse.Namespace) -> None:
+    from edvis.explain import METHODS, explain_run
+
+    methods = list(METHODS) if a.method == "all" else [a.method]
+    if a.method not in (*METHODS, "all"):
+        raise UsageError(f"--method must be one of {', '.join(METHODS)} or all, got {a.method!r}")
+    device = pick_device(a.device)
+    for method in methods:
+        with writer_lock(a.run, f"explain.{method}"):
+            explain_run(a.run, method, layer=a.layer, images=a.images, seed=a.seed, batch_size=a.batch_size,
+                        device=device, data_root=a.data)
+
+
 def cmd_analyze(a: argparse.Namespace) -> None:
     from edvis.analyze import analyze_run
 
@@ -196,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``edvis`` parser: one sub-command per stage."""
     p = _Parser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, _add_analyze, _add_site):
+    for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, _add_explain, _add_analyze, _add_site):
         add(sub)
     return p
 
@@ -355,6 +368,30 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    "copies of the run (each DIR a run folder or its render folder); checks they come from "
                    "RUN's own ONNX files")
     r.set_defaults(func=cmd_render)
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    """edvis explain: a standard method's maps (pytorch-grad-cam) for every epoch and rendered setting."""
+    x = sub.add_parser("explain", help="compute a standard explanation method's maps (pytorch-grad-cam) for every "
+                       "epoch checkpoint and rendered setting",
+                       description="Fill RUN/explain/METHOD (a render store) with the method's raw maps of the true and "
+                       "the top-1 class, at the layer's own resolution, for every checkpoint and every setting in "
+                       "RUN/render; units already computed from the same checkpoint are skipped. Details: docs/explain.md.")
+    x.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    x.add_argument("--method", required=True, metavar="NAME",
+                   help="gradcam, gradcam++, xgradcam, layercam, eigencam, scorecam, or all for the six")
+    x.add_argument("--layer", help="tapped layer to explain: conv1, layer1 … layer4, and for edvis-resnet18 expand, up1 "
+                   "and maps (default: maps for edvis-resnet18, the model's own map layer; layer4 for cam-resnet18)")
+    x.add_argument("--images", type=POSITIVE, metavar="K",
+                   help="explain a seeded subset of K validation images (default: all of them; 64 for scorecam)")
+    x.add_argument("--seed", type=SEED, default=0,
+                   help="seed of the image subset and of the random perturbations, as in `edvis render` (default 0)")
+    x.add_argument("--batch-size", type=POSITIVE,
+                   help="images per batch (default 64 on the CPU, 256 on CUDA); for scorecam, masked images per forward pass")
+    x.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto picks CUDA when PyTorch sees a GPU, else the CPU (default auto)")
+    x.add_argument("--data", type=Path, help="dataset folder, if it moved since rendering (default: the render manifest's)")
+    x.set_defaults(func=cmd_explain)
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
