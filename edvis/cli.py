@@ -132,12 +132,19 @@ def cmd_render(a: argparse.Namespace) -> None:
 
 
 def cmd_explain(a: argparse.Namespace) -> None:
-    from edvis.explain import METHODS, explain_run
+    from edvis.explain import METHODS, SANITY_IMAGES, explain_run, sanity_run
 
-    methods = list(METHODS) if a.method == "all" else [a.method]
-    if a.method not in (*METHODS, "all"):
+    if a.method is None and not a.sanity:
+        raise UsageError("--method is required (a method, or all), unless --sanity is given")
+    if a.method not in (*METHODS, "all", None):
         raise UsageError(f"--method must be one of {', '.join(METHODS)} or all, got {a.method!r}")
+    methods = list(METHODS) if a.method in ("all", None) else [a.method]
     device = pick_device(a.device)
+    if a.sanity:
+        with writer_lock(a.run, "explain.sanity"):
+            sanity_run(a.run, methods, layer=a.layer, images=a.images or SANITY_IMAGES, seed=a.seed,
+                       batch_size=a.batch_size, device=device, data_root=a.data)
+        return
     for method in methods:
         with writer_lock(a.run, f"explain.{method}"):
             explain_run(a.run, method, layer=a.layer, images=a.images, seed=a.seed, batch_size=a.batch_size,
@@ -378,8 +385,12 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
                        "the top-1 class, at the layer's own resolution, for every checkpoint and every setting in "
                        "RUN/render; units already computed from the same checkpoint are skipped. Details: docs/explain.md.")
     x.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
-    x.add_argument("--method", required=True, metavar="NAME",
-                   help="gradcam, gradcam++, xgradcam, layercam, eigencam, scorecam, or all for the six")
+    x.add_argument("--method", metavar="NAME",
+                   help="gradcam, gradcam++, xgradcam, layercam, eigencam, scorecam, or all for the six (required "
+                   "without --sanity; with it, default all)")
+    x.add_argument("--sanity", action="store_true",
+                   help="instead, write RUN/explain/sanity.npz: at the final checkpoint, the maps of a cascading "
+                   "randomisation of the layers (last first) and of a random other class, for --images images (default 8)")
     x.add_argument("--layer", help="tapped layer to explain: conv1, layer1 … layer4, and for edvis-resnet18 expand, up1 "
                    "and maps (default: maps for edvis-resnet18, the model's own map layer; layer4 for cam-resnet18)")
     x.add_argument("--images", type=POSITIVE, metavar="K",

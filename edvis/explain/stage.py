@@ -96,14 +96,14 @@ def explain_run(run_dir: str | Path, method: str, layer: str | None = None, imag
         return []
     device = torch.device(device)
     batch = batch_size or DEFAULT_BATCH.get(device.type, 64)
-    clean, labels = _decode(plan, data_root)
+    clean, labels = decode(plan.run, plan.manifest, plan.index, data_root)
     keys = plan.seed * len(plan.manifest["val"]["labels"]) + plan.index  # render's noise stream per image
     log.info(f"explain: {method} at layer {plan.layer}: {len(plan.todo)} of {total} unit(s) × {len(plan.index)} images "
              f"on {device}, batch {batch}")
     done: list[Unit] = []
     start = time.monotonic()
     for epoch in sorted({u.epoch for u in plan.todo}):
-        model, sha = _load_model(plan, epoch, device)
+        model, sha = load_model(plan.run, epoch, device)
         explainer = Explainer(model.model, plan.model_name, method, plan.layer, batch_size=batch)
         try:
             for unit in [u for u in plan.todo if u.epoch == epoch]:
@@ -171,28 +171,27 @@ def _same(have: dict[str, Any] | None, want: dict[str, Any]) -> bool:
     return have is not None and all(have.get(k) == v for k, v in want.items() if k != "params")
 
 
-def _decode(plan: _Plan, data_root: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """The plan's validation images, uint8 (K, H, W, 3), and their labels (K,), from the dataset
-    the render store was rendered from (refused if its fingerprint differs)."""
-    dataset = plan.manifest["dataset"]
+def decode(run: Run, manifest: dict[str, Any], index: np.ndarray,
+           data_root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validation images ``index`` of the render ``manifest``, uint8 (K, H, W, 3), and their labels
+    (K,), from the dataset the render store was rendered from (refused if its fingerprint differs)."""
+    dataset = manifest["dataset"]
     root = Path(data_root or dataset["root"])
-    found = open_dataset(root).fingerprint()
-    if found != dataset["fingerprint"]:
-        raise RunError(f"the dataset at {root} is not the one {plan.run.render_dir} was rendered from; "
+    if open_dataset(root).fingerprint() != dataset["fingerprint"]:
+        raise RunError(f"the dataset at {root} is not the one {run.render_dir} was rendered from; "
                        "pass --data with that dataset")
-    files = plan.manifest["val"]["files"]
-    paths = [root / files[i] for i in plan.index]
-    clean = load_images(paths, size=plan.manifest["image_size"], workers=os.cpu_count() or 1)
-    return clean, np.asarray(plan.manifest["val"]["labels"], np.int64)[plan.index]
+    files = manifest["val"]["files"]
+    clean = load_images([root / files[i] for i in index], size=manifest["image_size"], workers=os.cpu_count() or 1)
+    return clean, np.asarray(manifest["val"]["labels"], np.int64)[index]
 
 
-def _load_model(plan: _Plan, epoch: int, device: torch.device) -> tuple[Uint8Input, str]:
+def load_model(run: Run, epoch: int, device: torch.device) -> tuple[Uint8Input, str]:
     """The epoch's network, wrapped to take uint8 images, in eval mode on ``device``, and the
     digest of the checkpoint's bytes."""
-    path = plan.run.checkpoint(epoch)
+    path = run.checkpoint(epoch)
     ckpt, sha = load_checkpoint(path, with_digest=True)
     mc = ckpt["model_config"]
-    check_model_config(mc, plan.run.read_config()["model"], path, f"the run {plan.run.root}")
+    check_model_config(mc, run.read_config()["model"], path, f"the run {run.root}")
     model = build_model(mc)
     try:
         model.load_state_dict(ckpt["model"])
@@ -201,10 +200,15 @@ def _load_model(plan: _Plan, epoch: int, device: torch.device) -> tuple[Uint8Inp
     return Uint8Input(model, mc["mean"], mc["std"]).to(device).eval(), sha
 
 
+def image_batch(method: str, batch: int) -> int:
+    """Images per call of a method: ``batch``, but at most SCORECAM_BATCH for Score-CAM."""
+    return min(batch, SCORECAM_BATCH) if method == "scorecam" else batch
+
+
 def explain_images(explainer: Explainer, wrapped: Uint8Input, images: np.ndarray, labels: np.ndarray, batch: int,
                    device: torch.device) -> dict[str, np.ndarray]:
     """A unit's arrays (but ``index``) for uint8 ``images`` (K, H, W, 3) of classes ``labels`` (K,)."""
-    step = min(batch, SCORECAM_BATCH) if explainer.method == "scorecam" else batch
+    step = image_batch(explainer.method, batch)
     inputs = [wrapped.normalise(torch.from_numpy(images[i : i + step]).to(device)) for i in range(0, len(images), step)]
     logits = np.concatenate([explainer.logits(x).cpu().numpy() for x in inputs])
     # The predictions exactly as a render unit has them (the maps are placed below).
