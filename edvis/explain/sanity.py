@@ -149,7 +149,7 @@ def _maps(model: nn.Module, model_name: str, method: str, layer: str, x: torch.T
     if method == OWN:
         with torch.no_grad():
             own = model(x)[1]
-        out = own[torch.arange(len(x)), torch.as_tensor(classes, device=own.device)]
+        out = own[torch.arange(len(x), device=own.device), torch.as_tensor(classes, device=own.device)]
     else:
         explainer = Explainer(model, model_name, method, layer, batch_size=batch)
         step = image_batch(method, batch)

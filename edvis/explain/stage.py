@@ -51,7 +51,18 @@ from edvis.data import PERTURBATIONS, apply, image_subset, load_images, open_dat
 from edvis.errors import UsageError
 from edvis.explain.cams import CLASS_FREE, Explainer, check_method, layer_path
 from edvis.models import Uint8Input, build_model
-from edvis.run import RenderStore, Run, RunError, StoreError, Unit, check_model_config, digest, load_checkpoint, summarise
+from edvis.run import (
+    DamagedError,
+    RenderStore,
+    Run,
+    RunError,
+    StoreError,
+    Unit,
+    check_model_config,
+    digest,
+    load_checkpoint,
+    summarise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +151,27 @@ def _plan(run: Run, method: str, layer: str | None, images: int | None, seed: in
         names = sorted(set(settings), key=lambda s: (s != "clean", s))
     index = _index(np.asarray(manifest["val"]["labels"], np.int64), method, images, seed)
     store = RenderStore(run.explain_dir(method))
-    if store.manifest_path.exists() and store.manifest().get("layer") != layer_name:
-        raise UsageError(f"--layer {layer_name}: {store.root} holds maps of layer {store.manifest().get('layer')!r}; "
-                         f"pass --layer {store.manifest().get('layer')} or delete that folder to explain another layer")
+    held = _stored_layer(store)
+    if held and held != layer_name:
+        raise UsageError(f"--layer {layer_name}: {store.root} holds maps of layer {held!r}; "
+                         f"pass --layer {held} or delete that folder to explain another layer")
     plan = _Plan(run, manifest, model_name, method, layer_name, index, seed, names, epochs, [], store)
     shas = {e: digest.recorded_digest(run.checkpoint(e)) for e in epochs}
     plan.todo = [u for e in epochs for u in (Unit(s, e) for s in names)
-                 if shas[e] is None or not _same(_meta_or_none(store, u), plan.meta(u, shas[e]))]
+                 if shas[e] is None or held == "" or not _same(_meta_or_none(store, u), plan.meta(u, shas[e]))]
     return plan
+
+
+def _stored_layer(store: RenderStore) -> str | None:
+    """The layer an existing store holds maps of; None without a manifest, "" when it is damaged
+    (every unit is then computed again, and the manifest written anew)."""
+    if not store.manifest_path.exists():
+        return None
+    try:
+        return store.manifest().get("layer")
+    except DamagedError as e:
+        log.info(f"explain: {str(e).split(';')[0]}: writing the store again")
+        return ""
 
 
 def _index(labels: np.ndarray, method: str, images: int | None, seed: int) -> np.ndarray:
@@ -221,7 +245,7 @@ def explain_images(explainer: Explainer, wrapped: Uint8Input, images: np.ndarray
         mp = mt.copy()
         other = np.flatnonzero(pred[rows] != labels[rows])
         if len(other) and explainer.method not in CLASS_FREE:  # where the top-1 class is the true one, it is its map
-            mp[other] = explainer.maps(x[torch.as_tensor(other)], pred[rows][other])
+            mp[other] = explainer.maps(x[torch.as_tensor(other, device=x.device)], pred[rows][other])
         true_maps.append(mt)
         pred_maps.append(mp)
     out["map_true"] = np.concatenate(true_maps).astype(np.float16)

@@ -116,3 +116,15 @@ def test_another_seed_gives_other_noise_than_the_render(explained, tmp_path):
     ours = RenderStore(Run(run).explain_dir("gradcam")).read(unit)["map_true"].astype(np.float32) * 64
     theirs = RenderStore(Run(run).render_dir).read(unit)["map_true"].astype(np.float32)
     assert not np.allclose(ours, theirs, rtol=1e-2, atol=2e-3)
+
+
+def test_a_damaged_unit_or_manifest_is_computed_again(explained, tmp_path):
+    from tests.conftest import flip
+
+    run = shutil.copytree(explained[0], tmp_path / "run")
+    store = RenderStore(Run(run).explain_dir("gradcam"))
+    flip(store.path(store.units()[0]))
+    assert [u.key for u in explain_run(run, "gradcam")] == [store.units()[0].key]
+    flip(store.manifest_path)
+    assert len(explain_run(run, "gradcam")) == 8
+    assert RenderStore(store.root).manifest()["layer"] == "maps"
