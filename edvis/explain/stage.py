@@ -140,8 +140,9 @@ def _plan(run: Run, method: str, layer: str | None, images: int | None, seed: in
     epochs = run.checkpoint_epochs()
     if not epochs:
         raise RunError(f"no checkpoints in {run.checkpoint_dir} (run `edvis train` first)")
-    manifest = RenderStore(run.render_dir).manifest()
-    rendered = manifest.get("settings", ["clean"])
+    render = RenderStore(run.render_dir)
+    manifest = render.manifest()
+    rendered = manifest.get("settings") or render.perturbations()  # a render before "settings": its units
     if settings is None:
         names = ["clean"] + sorted(set(rendered) - {"clean"})
     else:

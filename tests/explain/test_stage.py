@@ -128,3 +128,19 @@ def test_a_damaged_unit_or_manifest_is_computed_again(explained, tmp_path):
     flip(store.manifest_path)
     assert len(explain_run(run, "gradcam")) == 8
     assert RenderStore(store.root).manifest()["layer"] == "maps"
+
+
+def test_a_render_manifest_without_settings_is_read_by_its_units(explained, tmp_path):
+    """A render store written before the manifest recorded its settings: the settings are the
+    folders of its units."""
+    from edvis.run import digest
+
+    run = shutil.copytree(explained[0], tmp_path / "run")
+    path = Run(run).render_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["settings"]
+    digest.write_verified(path, json.dumps(manifest).encode())
+    shutil.rmtree(run / "explain")
+    done = explain_run(run, "gradcam", images=2)
+    assert sorted(u.perturbation for u in done) == sorted(RenderStore(Run(run).render_dir).perturbations())
+    assert len(done) == 8
