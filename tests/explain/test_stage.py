@@ -123,8 +123,11 @@ def test_a_damaged_unit_or_manifest_is_computed_again(explained, tmp_path):
 
     run = shutil.copytree(explained[0], tmp_path / "run")
     store = RenderStore(Run(run).explain_dir("gradcam"))
+    first = store.read(store.units()[0], optional=("index",))
     flip(store.path(store.units()[0]))
     assert [u.key for u in explain_run(run, "gradcam")] == [store.units()[0].key]
+    again = RenderStore(store.root).read(store.units()[0], optional=("index",))
+    assert all(np.array_equal(first[k], again[k]) for k in first)  # computed again, the same bytes
     flip(store.manifest_path)
     assert len(explain_run(run, "gradcam")) == 8
     assert RenderStore(store.root).manifest()["layer"] == "maps"
@@ -144,3 +147,14 @@ def test_a_render_manifest_without_settings_is_read_by_its_units(explained, tmp_
     done = explain_run(run, "gradcam", images=2)
     assert sorted(u.perturbation for u in done) == sorted(RenderStore(Run(run).render_dir).perturbations())
     assert len(done) == 8
+
+
+def test_method_all_fills_one_store_per_method(explained, tmp_path):
+    from edvis.explain import METHODS
+
+    run = shutil.copytree(explained[0], tmp_path / "run")
+    assert main(["explain", "--run", str(run), "--method", "all", "--images", "2", "--device", "cpu"]) == 0
+    for method in METHODS:
+        store = RenderStore(Run(run).explain_dir(method))
+        assert store.manifest()["method"] == method and len(store.units()) == 8
+        assert store.read(store.units()[0])["map_true"].shape == (2, 8, 8)
