@@ -17,14 +17,14 @@ No similarity is computed here; the analysis (numpy) reads the file.
 RUN/explain/sanity.npz      written with its digest (RUN/explain/sanity.npz.sha256)
 ```
 
-| array              | dtype   | shape             | meaning                                        |
-| ------------------ | ------- | ----------------- | ---------------------------------------------- |
-| `index`            | int64   | (K,)              | the validation indices of the images           |
-| `labels`           | int64   | (K,)              | their true classes                             |
-| `other_class`      | int64   | (K,)              | a random class other than the true one, each   |
+| array              | dtype   | shape               | meaning                                      |
+| ------------------ | ------- | ------------------- | -------------------------------------------- |
+| `index`            | int64   | (K,)                | the validation indices of the images         |
+| `labels`           | int64   | (K,)                | their true classes                           |
+| `other_class`      | int64   | (K,)                | a random class other than the true one, each |
 | `maps`             | float16 | (M, T + 1, K, S, S) | map of the true class, per method and step   |
-| `other_class_maps` | float16 | (M, K, S, S)      | map of ``other_class`` (step ``original``)      |
-| `meta`             | str     | ()                | JSON, see below                                |
+| `other_class_maps` | float16 | (M, K, S, S)        | map of ``other_class`` (step ``original``)   |
+| `meta`             | str     | ()                  | JSON, see below                              |
 
 ``meta``: format (``SANITY_FORMAT``), epoch, checkpoint_sha256, methods (the M names: the
 methods asked for, then ``own``, the model's own map), steps (``original``, then the layers in the
