@@ -24,7 +24,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade-strategy only-if-needed -c constraints.txt -e '.[train,dev]'
+	$(BIN)/python -m pip install --upgrade-strategy only-if-needed -c constraints.txt -e '.[train,explain,dev]'
 	touch $(STAMP)
 
 # The docs need only the core dependencies and mkdocs-material (the `docs` extra), not torch.

@@ -428,8 +428,12 @@ BAD_FLAGS = [
     (["site", "--timeline-images", "-1"], "--timeline-images must be >= 0, got -1"),
     (["site", "--seed", "-1"], "--seed must be >= 0, got -1"),
     (["train"], "the following arguments are required: --data"),
+    (["explain", "--method", "gradcam", "--images", "0"], "--images must be >= 1, got 0"),
+    (["explain", "--method", "gradcam", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["explain", "--method", "gradcam", "--device", "tpu"],
+     "--device: invalid choice: 'tpu' (choose from 'auto', 'cpu', 'cuda')"),
     (["nonsense"], "COMMAND: invalid choice: 'nonsense' (choose from 'synth', 'data', 'train', 'export', 'render', "
-     "'faithfulness', 'analyze', 'site')"),
+     "'explain', 'faithfulness', 'analyze', 'site')"),
 ]
 
 

@@ -252,9 +252,12 @@ class Uint8Input(nn.Module):
         self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
         self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1))
 
+    def normalise(self, images: Tensor) -> Tensor:
+        """uint8 (B, H, W, 3) → the float (B, 3, H, W) input the wrapped model takes."""
+        return images.permute(0, 3, 1, 2).float() * self.scale - self.shift
+
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        x = images.permute(0, 3, 1, 2).float() * self.scale - self.shift  # (B, 3, H, W)
-        return self.model(x)
+        return self.model(self.normalise(images))
 
 
 def pretrained_state(spec: str) -> tuple[dict[str, Tensor], str]:

@@ -17,7 +17,12 @@ A unit is one ``.npz`` written atomically, so it is either complete or absent. I
 | `map_true`  | float16 | (N, S, S)    | the true class's map (raw, before any norm)     |
 | `map_pred`  | float16 | (N, S, S)    | the top-1 class's map                           |
 | `map_top5`  | float16 | (N, 5, S, S) | the maps of the top-5 classes (clean units only)|
+| `index`     | int64   | (N,)         | optional: the validation indices the unit holds |
 | `meta`      | str     | ()           | JSON: epoch, perturbation, params, onnx sha256  |
+
+A unit without ``index`` holds every validation image, in manifest order (as ``edvis render``
+writes them); a unit with it holds the images it names, in its order (``edvis explain`` over a
+subset).
 
 ``layers/epoch_NNN.npz`` holds, for a few validation images (``index``), the output of every
 layer the ONNX file exposes (``L0``, ``L1``, …: float16 (K, channels, h, w)), named in ``meta``.
@@ -54,7 +59,8 @@ ARRAYS = ("probs", "top5", "top5_prob", "map_true", "map_pred")
 LAYERS = "layers"  # folder of the per-layer outputs; never a perturbation name
 # Version of what a unit holds; units of another version are rendered again.
 UNIT_FORMAT = 2  # 2: clean units keep the top-5 maps
-OPTIONAL = ("map_top5",)  # in clean units only: the galleries show the top-5 maps
+# map_top5: in clean units only (the galleries show the top-5 maps); index: in units of a subset
+OPTIONAL = ("map_top5", "index")
 # What np.load and json raise on a truncated, foreign or incomplete unit file.
 _DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 RENDER_AGAIN = "run `edvis render` to render it again"
@@ -183,6 +189,12 @@ class RenderStore:
         missing = set(ARRAYS) - set(arrays)
         if missing:
             raise UsageError(f"unit {unit.key} lacks arrays {sorted(missing)}")
+        if "index" in arrays:
+            index = np.asarray(arrays["index"])
+            if index.shape != (len(arrays["probs"]),) or not np.issubdtype(index.dtype, np.integer):
+                raise UsageError(f"unit {unit.key}: index must be ({len(arrays['probs'])},) integers, "
+                                 f"got {index.dtype} {index.shape}")
+            arrays = {**arrays, "index": index.astype(np.int64)}
         self._save(self.path(unit), {"perturbation": unit.perturbation, "epoch": unit.epoch, **meta}, arrays)
 
     def meta(self, unit: Unit) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edvis.errors import UsageError
 from edvis.run import RenderStore, StoreError, Unit, same_validation_set, softmax, summarise
 
 
@@ -109,3 +110,17 @@ def test_units_round_trip_and_layers_are_not_a_setting(tmp_path: Path):
         store.write(Unit("gray", 4), {"probs": np.zeros((1, 2))}, {})
     with pytest.raises(StoreError, match="render unit missing"):
         store.read(Unit("clean", 3))
+
+
+def test_a_unit_of_a_subset_keeps_its_index_and_a_whole_unit_reads_without_one(tmp_path: Path):
+    store = RenderStore(tmp_path / "store")
+    store.init(manifest())
+    logits = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
+    arrays = summarise(logits, np.zeros((2, 2, 8, 8), np.float32), np.array([0, 1]))
+    store.write(Unit("clean", 1), {**arrays, "index": np.array([2, 0], np.int32)}, {})
+    store.write(Unit("clean", 2), arrays, {})
+    got = RenderStore(store.root).read(Unit("clean", 1))
+    assert got["index"].tolist() == [2, 0] and got["index"].dtype == np.int64
+    assert "index" not in RenderStore(store.root).read(Unit("clean", 2))
+    with pytest.raises(UsageError, match=r"index must be \(2,\) integers"):
+        store.write(Unit("clean", 3), {**arrays, "index": np.array([0, 1, 2])}, {})

@@ -1,6 +1,8 @@
-"""Command line: ``edvis synth | data | train | export | render | faithfulness | analyze | site``.
+"""Command line: ``edvis synth | data | train | export | render | explain | faithfulness | analyze | site``.
 
 Thin argparse entry points; the only place that picks a device or an execution provider.
+``args`` holds the flag types and defaults every command shares, ``measures`` the commands of
+the explanation methods and the faithfulness measures; this module the rest and ``main``.
 Expected failures (bad paths, bad files, bad settings) print one line naming the culprit and
 exit with status 2; anything else is a bug and keeps its traceback.
 """
@@ -11,7 +13,6 @@ import argparse
 import contextlib
 import errno
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,12 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edvis.errors import EdvisError, UsageError
+from edvis.cli.args import COUNT, DEFAULT_PERTURBATIONS, DEFAULT_RUN, FRACTION, POSITIVE, SEED, number, pick_device
+from edvis.cli.measures import add_explain, add_faithfulness
+from edvis.errors import EdvisError
 from edvis.run.lock import writer_lock
-
-DEFAULT_RUN = "runs/default"
-DEFAULT_PERTURBATIONS = ["paper"]
-
 
 log = logging.getLogger("edvis")
 
@@ -66,16 +65,6 @@ def cmd_data(a: argparse.Namespace) -> None:
 
     fetch_tiny_imagenet(a.out, url=a.url, md5=a.md5, sha256=a.sha256, keep_zip=a.keep_zip,
                         retries=a.retries)
-
-
-def pick_device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available to PyTorch")
-    return torch.device(name)
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -131,14 +120,6 @@ def cmd_render(a: argparse.Namespace) -> None:
                    perturbations=a.perturbations, seed=a.seed, shard=shard)
 
 
-def cmd_faithfulness(a: argparse.Namespace) -> None:
-    from edvis.faithfulness import faithfulness_run
-
-    with writer_lock(a.run, "faithfulness"):
-        faithfulness_run(a.run, images=a.images, steps=a.steps, seed=a.seed, epochs=a.epochs, settings=a.settings,
-                         provider=a.provider, batch_size=a.batch_size, data_root=a.data)
-
-
 def cmd_analyze(a: argparse.Namespace) -> None:
     from edvis.analyze import analyze_run
 
@@ -167,34 +148,6 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def number(kind: type, low: float | None = None, high: float | None = None, high_open: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type``: ``kind`` (int or float) in [low, high] (or [low, high) with
-    ``high_open``), refused with "must be ..., got X" (the parser names the flag)."""
-    what = "an integer" if kind is int else "a number"
-    bounds = [f">= {low:g}"] if low is not None else []
-    if high is not None:
-        bounds.append(f"{'<' if high_open else '<='} {high:g}")
-    want = " and ".join(bounds) or what
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if kind is float and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-        if (low is not None and value < low) or (high is not None and (value >= high if high_open else value > high)):
-            raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-COUNT, POSITIVE, SEED = number(int, 0), number(int, 1), number(int, 0)
-FRACTION = number(float, 0, 1)
-
-
 def _default_workers() -> int:
     """Loader worker processes per training process: half the CPU cores, 1 to 4."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -204,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``edvis`` parser: one sub-command per stage."""
     p = _Parser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, _add_faithfulness, _add_analyze, _add_site):
+    for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, add_explain, add_faithfulness, _add_analyze,
+                _add_site):
         add(sub)
     return p
 
@@ -365,39 +319,6 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_render)
 
 
-def _epochs_spec(text: str) -> str:
-    """An argparse ``type`` for ``--epochs``: all, or a comma list of epoch numbers, first and last."""
-    items = [s.strip() for s in text.split(",")]
-    if text.strip() != "all" and not all(s in ("first", "last") or (s.isdigit() and int(s) >= 1) for s in items):
-        raise argparse.ArgumentTypeError(f"must be all or a comma list of epochs (numbers >= 1, first, last), got {text!r}")
-    return text
-
-
-def _add_faithfulness(sub: argparse._SubParsersAction) -> None:
-    """edvis faithfulness: deletion, insertion and Average Drop of every map source."""
-    f = sub.add_parser("faithfulness", help="deletion/insertion curves and Average Drop of the model's maps, the "
-                       "explanation methods' and two references, by onnxruntime",
-                       description="Write RUN/faithfulness/<setting>/epoch_NNN.npz: for a seeded subset of validation "
-                       "images, the true class's probability as the cells each method ranks highest are blurred "
-                       "(deletion) or restored (insertion), and under the method's map as a mask (Average Drop). "
-                       "Files up to date are skipped. Definitions: docs/faithfulness.md.")
-    f.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
-    f.add_argument("--images", type=POSITIVE, default=64,
-                   help="validation images measured, a seeded subset spread over the classes (default 64)")
-    f.add_argument("--steps", type=POSITIVE, default=16, help="steps of each curve, from no cell to all (default 16)")
-    f.add_argument("--seed", type=SEED, default=0, help="seed of the image subset and the random order (default 0)")
-    f.add_argument("--settings", nargs="+", default=["clean"], metavar="NAME",
-                   help="settings measured, each rendered in RUN/render (default: clean)")
-    f.add_argument("--epochs", type=_epochs_spec, default="all", metavar="all|E1,E2",
-                   help="exported epochs measured: all, or a comma list of epoch numbers and the words first and "
-                   "last (default all)")
-    f.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
-    f.add_argument("--batch-size", type=POSITIVE, help="images per inference batch (default 256 on the CPU, 2048 on CUDA)")
-    f.add_argument("--data", type=Path, help="dataset folder, if it moved since training (default: the one in RUN/config.json)")
-    f.set_defaults(func=cmd_faithfulness)
-
-
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     """edvis analyze: the numbers, from the render store."""
     n = sub.add_parser("analyze", help="compute accuracy, calibration, learning dynamics, perturbation and "
@@ -467,6 +388,10 @@ def os_error_line(e: OSError) -> str:
     if e.errno == errno.ENOTDIR:
         what += " (a file stands where a folder is needed)"
     return f"{paths}: {what}" if paths else what
+
+
+__all__ = ["COUNT", "DEFAULT_PERTURBATIONS", "DEFAULT_RUN", "FRACTION", "POSITIVE", "SEED", "build_parser", "main",
+           "number", "os_error_line", "pick_device", "run_guarded", "setup_logging"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
