@@ -30,7 +30,7 @@ def cmd_explain(a: argparse.Namespace) -> None:
     for method in methods:
         with writer_lock(a.run, f"explain.{method}"):
             explain_run(a.run, method, layer=a.layer, images=a.images, seed=a.seed, batch_size=a.batch_size,
-                        device=device, data_root=a.data)
+                        device=device, data_root=a.data, settings=a.settings, epochs=a.epochs)
 
 
 def cmd_faithfulness(a: argparse.Namespace) -> None:
@@ -63,6 +63,11 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
                    help="seed of the image subset and of the random perturbations, as in `edvis render` (default 0)")
     x.add_argument("--batch-size", type=POSITIVE,
                    help="images per batch (default 64 on the CPU, 256 on CUDA); for scorecam, masked images per forward pass")
+    x.add_argument("--settings", nargs="+", metavar="NAME",
+                   help="settings explained, each rendered in RUN/render (default: every rendered setting)")
+    x.add_argument("--epochs", type=_epochs_spec, metavar="all|E1,E2",
+                   help="checkpoints explained: all, or a comma list of epoch numbers and the words first and last "
+                   "(default all)")
     x.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto picks CUDA when PyTorch sees a GPU, else the CPU (default auto)")
     x.add_argument("--data", type=Path, help="dataset folder, if it moved since rendering (default: the render manifest's)")

@@ -61,6 +61,7 @@ from edvis.run import (
     check_model_config,
     digest,
     load_checkpoint,
+    select_epochs,
     summarise,
 )
 
@@ -95,12 +96,13 @@ class _Plan:
 
 def explain_run(run_dir: str | Path, method: str, layer: str | None = None, images: int | None = None, seed: int = 0,
                 batch_size: int | None = None, device: str | torch.device = "cpu", settings: list[str] | None = None,
-                data_root: str | Path | None = None) -> list[Unit]:
+                data_root: str | Path | None = None, epochs: str | None = None) -> list[Unit]:
     """Compute ``method``'s maps at ``layer`` for every (rendered setting, epoch checkpoint) unit not
     yet up to date in ``RUN/explain/<method>``; returns the units computed. ``settings`` (default:
-    every setting the render store records) must have been rendered; ``data_root`` is the dataset
-    folder if it moved since rendering."""
-    plan = _plan(Run(Path(run_dir)), method, layer, images, seed, settings)
+    every setting the render store records) must have been rendered; ``epochs`` (default all) is a
+    spec for :func:`edvis.run.select_epochs`; ``data_root`` is the dataset folder if it moved since
+    rendering."""
+    plan = _plan(Run(Path(run_dir)), method, layer, images, seed, settings, epochs)
     total = len(plan.epochs) * len(plan.settings)
     if not plan.todo:
         log.info(f"explain: {method}: all {len(plan.epochs)} epochs × {len(plan.settings)} setting(s) up to date")
@@ -131,7 +133,7 @@ def explain_run(run_dir: str | Path, method: str, layer: str | None = None, imag
 
 
 def _plan(run: Run, method: str, layer: str | None, images: int | None, seed: int,
-          settings: list[str] | None) -> _Plan:
+          settings: list[str] | None, spec: str | None = None) -> _Plan:
     """Read the run, its render manifest and the method's store; list the units not up to date."""
     check_method(method)
     config = run.read_config()
@@ -140,6 +142,7 @@ def _plan(run: Run, method: str, layer: str | None, images: int | None, seed: in
     epochs = run.checkpoint_epochs()
     if not epochs:
         raise RunError(f"no checkpoints in {run.checkpoint_dir} (run `edvis train` first)")
+    epochs = select_epochs(spec, epochs)
     render = RenderStore(run.render_dir)
     manifest = render.manifest()
     rendered = manifest.get("settings") or render.perturbations()  # a render before "settings": its units
@@ -148,7 +151,7 @@ def _plan(run: Run, method: str, layer: str | None, images: int | None, seed: in
     else:
         unknown = [s for s in settings if s not in rendered]
         if unknown:
-            raise UsageError(f"settings {unknown} were not rendered (rendered: {', '.join(rendered)}); run `edvis render`")
+            raise UsageError(f"--settings: {unknown} were not rendered (rendered: {', '.join(rendered)}); run `edvis render`")
         names = sorted(set(settings), key=lambda s: (s != "clean", s))
     index = _index(np.asarray(manifest["val"]["labels"], np.int64), method, images, seed)
     store = RenderStore(run.explain_dir(method))

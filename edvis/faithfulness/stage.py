@@ -56,7 +56,7 @@ from edvis.faithfulness.cells import (
     step_counts,
 )
 from edvis.faithfulness.measure import Curves, measure
-from edvis.run import RenderStore, Run, RunError, StoreError, Unit, digest, same_validation_set
+from edvis.run import RenderStore, Run, RunError, StoreError, Unit, digest, same_validation_set, select_epochs
 
 log = logging.getLogger(__name__)
 
@@ -80,29 +80,6 @@ class _Task:
     path: Path
     sources: dict[str, tuple[RenderStore, Path]]  # method → (store, unit file), in method order
     meta: dict[str, Any]
-
-
-def parse_epochs(spec: str | None, exported: list[int]) -> list[int]:
-    """``all`` (or None), or a comma list of epoch numbers and the words ``first`` and ``last``."""
-    if not exported:
-        return []
-    if spec is None or spec.strip() == "all":
-        return list(exported)
-    out = []
-    for item in (s.strip() for s in spec.split(",")):
-        named = {"first": exported[0], "last": exported[-1]}
-        if item in named:
-            epoch = named[item]
-        else:
-            try:
-                epoch = int(item)
-            except ValueError:
-                raise UsageError(f"--epochs must be all or a comma list of epochs, first and last, got {spec!r}") from None
-            if epoch not in exported:
-                raise UsageError(f"--epochs: epoch {epoch} is not exported (exported: {exported[0]}…{exported[-1]})")
-        if epoch not in out:
-            out.append(epoch)
-    return sorted(out)
 
 
 def _sources(run: Run, store: RenderStore, unit: Unit) -> dict[str, tuple[RenderStore, Path]]:
@@ -236,7 +213,7 @@ def faithfulness_run(
     data_root: str | Path | None = None,
 ) -> list[Path]:
     """Measure every (setting, epoch) of the run not yet measured with these parameters; return
-    the files written. ``epochs``: None or ``all``, a spec for :func:`parse_epochs`, or epoch numbers."""
+    the files written. ``epochs``: None or ``all``, a spec for :func:`edvis.run.select_epochs`, or epoch numbers."""
     for flag, value, low in (("--images", images, 1), ("--steps", steps, 1), ("--seed", seed, 0),
                              ("--batch-size", batch_size if batch_size is not None else 1, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -246,7 +223,7 @@ def faithfulness_run(
     exported = run.onnx_epochs()
     if not exported:
         raise RunError(f"no ONNX files in {run.onnx_dir} (run `edvis export` first)")
-    chosen = parse_epochs(epochs, exported) if epochs is None or isinstance(epochs, str) else sorted(set(epochs))
+    chosen = select_epochs(epochs, exported) if epochs is None or isinstance(epochs, str) else sorted(set(epochs))
     for name in settings:
         if name not in PERTURBATIONS:
             raise UsageError(f"--settings: unknown setting {name!r}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edvis.errors import EdvisError
+from edvis.errors import EdvisError, UsageError
 from edvis.run import atomic
 
 _EPOCH_FILE = re.compile(r"^epoch_(\d{3,})\.(pt|onnx)$")
@@ -197,3 +197,27 @@ def model_label(model: dict[str, Any], fallback: str) -> str:
     name = str(model.get("name") or fallback)
     # Only the edvis network has variants; a CAM baseline's config carries the default unused.
     return f"{name} ({model['variant']})" if model.get("variant") and name == "edvis-resnet18" else name
+
+
+def select_epochs(spec: str | None, exported: list[int]) -> list[int]:
+    """The epochs of ``exported`` that ``--epochs`` names: ``all`` (or None), or a comma list of epoch
+    numbers and the words ``first`` and ``last``; an epoch not in ``exported`` is refused."""
+    if not exported:
+        return []
+    if spec is None or spec.strip() == "all":
+        return list(exported)
+    out = []
+    for item in (s.strip() for s in spec.split(",")):
+        named = {"first": exported[0], "last": exported[-1]}
+        if item in named:
+            epoch = named[item]
+        else:
+            try:
+                epoch = int(item)
+            except ValueError:
+                raise UsageError(f"--epochs must be all or a comma list of epochs, first and last, got {spec!r}") from None
+            if epoch not in exported:
+                raise UsageError(f"--epochs: there is no epoch {epoch} (epochs {exported[0]}…{exported[-1]})")
+        if epoch not in out:
+            out.append(epoch)
+    return sorted(out)

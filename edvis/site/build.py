@@ -15,7 +15,8 @@ OUT/
   perturbations.html           accuracy per setting and epoch; perturbations/<setting>.html:
                                original vs perturbed images with maps (Figures 9-12), the flips
   layers.html                  every layer's output for chosen images (when RUN/render/layers/ exists)
-  compare.html                 this model's maps beside another run's (``--compare``)
+  compare.html                 this model's maps beside another run's (``--compare``) and this run's
+                               explanation methods' (``edvis explain``)
   faithfulness.html            deletion, insertion and Average Drop of every method and the two
                                references, over the epochs (when ``edvis faithfulness`` measured them)
   figures.html                 every figure for papers: PNG (2x), SVG, data, citation line
@@ -44,17 +45,17 @@ import logging
 from pathlib import Path
 
 import edvis
-from edvis.run import atomic
+from edvis.run import Run, atomic
 from edvis.site import figures, index, plots
 from edvis.site.classes import class_index, class_pages, class_refs, class_row
 from edvis.site.compare import compare_page
 from edvis.site.errors import errors_page
-from edvis.site.faithfulness import faithfulness_page
+from edvis.site.faithfulness import faithfulness_page, method_label
 from edvis.site.galleries import gallery_page
 from edvis.site.layers import layers_page
 from edvis.site.perturbations import clean_accuracy, perturbations_page, setting_pages
 from edvis.site.read_analysis import check_read
-from edvis.site.read_compare import Model, this_model
+from edvis.site.read_compare import Model, read_methods, this_model
 from edvis.site.read_store import CLEAN
 from edvis.site.sources import Sources, read_sources
 from edvis.site.sprites import Images, write_pack
@@ -116,11 +117,14 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
     models += [src.compared] if src.compared is not None else []
     layers = layers_page(src)
     writer.common["site"] = index.site_view(src, layers is not None, src.compared,
-                                            faithfulness=src.analysis.faithfulness() is not None)
+                                            faithfulness=src.analysis.faithfulness() is not None
+                                            or src.analysis.sanity() is not None,
+                                            methods=bool(list((Path(src.store.root).parent / "explain").glob("*/manifest.json"))))
     refs = class_refs(src.dataset)
     rows = _write_classes(writer, src, refs, settings, images)
 
-    compare = compare_page(src, models[0], models[1]) if len(models) > 1 else None
+    methods = read_methods(Run(Path(src.store.root).parent), src.clean.final_epoch, src.dataset.num_val, method_label)
+    compare = compare_page(src, models[0], models[1:] + methods) if len(models) > 1 or methods else None
     pages = figures.Pages(src=src, refs=refs, rows=rows, settings=settings, models=models,
                           table=index.table1(models, settings), gallery=gallery_page(src, refs),
                           errors=errors_page(src, refs), compare=compare, layers=layers,

@@ -1,6 +1,6 @@
-"""``compare.html``: this model's true-class maps beside the compared run's (``--compare``) for the
-same randomly chosen images with a box, each map's peak marked, and both models' accuracy and
-localisation side by side."""
+"""``compare.html``: this model's true-class maps beside the compared run's (``--compare``) and
+this run's explanation methods' (``edvis explain``) for the same randomly chosen images with a
+box, each map's peak marked, and the models' accuracy and localisation side by side."""
 
 from __future__ import annotations
 
@@ -28,36 +28,43 @@ def localisation_cells(m: dict[str, Any] | None) -> list[str]:
     return [pct((m or {}).get(key)) for key in LOCALISATION]
 
 
-def compare_page(src: Sources, a: Model, b: Model) -> ComparePage:
-    """Both models' maps of the chosen images, at each one's final epoch, and their data objects."""
+def compare_page(src: Sources, a: Model, others: list[Model]) -> ComparePage:
+    """This model's maps beside ``others``' (a compared run and this run's explanation methods),
+    each at its final epoch, for the same chosen images (with a box, and covered by every method)."""
     ds = src.dataset
-    have_box = [i for i in range(ds.num_val) if ds.boxes[i] is not None]
-    pool = np.asarray(have_box if have_box else range(ds.num_val))
+    models = [a, *others]
+    ok = np.ones(ds.num_val, bool)
+    for m in models:
+        if m.covered is not None:
+            ok &= m.covered
+    have_box = [i for i in range(ds.num_val) if ok[i] and ds.boxes[i] is not None]
+    pool = np.asarray(have_box if have_box else np.flatnonzero(ok))
     chosen = picks.choose(pool, COMPARE_IMAGES, picks.rng(src.seed, "compare"))
-    models = ((a, "compare-a"), (b, "compare-b"))
-    packs = [Pack(key=key, epochs=[model.epoch], maps=model.maps[chosen][:, None], cells=chosen,
-                  sprite_key=None if key == "compare-a" else "compare-a") for model, key in models]
-    peaks = [map_peaks(model.maps[chosen].astype(np.float32), ds.image_size) if len(chosen) else np.zeros((0, 2), int)
-             for model, _ in models]
+    keys = [("compare-a" if k == 0 else "compare-b" if k == 1 else f"compare-{chr(ord('a') + k)}") for k in range(len(models))]
+    packs = [Pack(key=key, epochs=[m.epoch], maps=m.maps[chosen][:, None], cells=chosen,
+                  sprite_key=None if key == "compare-a" else "compare-a") for m, key in zip(models, keys)]
+    peaks = [map_peaks(m.maps[chosen].astype(np.float32), ds.image_size) if len(chosen) else np.zeros((0, 2), int)
+             for m in models]
     rows = []
     for j, i in enumerate(chosen):
         truth = ds.truth(i)
         tiles = []
-        for (model, key), peaks_of in zip(models, peaks):
-            k = int(model.pred[i])
-            p = round(float(model.prob[i]), 4)
+        for m, key, peaks_of in zip(models, keys, peaks):
+            k = int(m.pred[i])
+            p = round(float(m.prob[i]), 4)
             verdict = "right" if k == ds.labels[i] else "wrong"
             peak = tuple(int(v) for v in peaks_of[j])
-            tiles.append(Tile(key, j, j, 0, label=model.label, name=class_name(ds.names, k), prob=p, verdict=verdict,
+            tiles.append(Tile(key, j, j, 0, label=m.label, name=class_name(ds.names, k), prob=p, verdict=verdict,
                               box=ds.boxes[i], peak=peak,  # type: ignore[arg-type]
-                              alt=f"{ds.files[i]}, true class {truth}: {model.label}'s map of it at epoch "
-                                  f"{model.epoch}, peak at {peak}; predicted {class_name(ds.names, k)} "
+                              alt=f"{ds.files[i]}, true class {truth}: {m.label}'s map of it at epoch "
+                                  f"{m.epoch}, peak at {peak}; predicted {class_name(ds.names, k)} "
                                   f"({100 * p:.1f}%), {verdict}"))
         rows.append(CompareRow(i, ds.files[i], truth, tiles))
     localisation = src.analysis.models() if len(src.analysis.models()) > 1 else []
+    runs = [a] + [m for m in others if not m.method]
     table = []
-    for n, model in enumerate((a, b)):
+    for n, model in enumerate(runs):
         top1, top5 = (pct(v) for v in model.settings[CLEAN]) if CLEAN in model.settings else (MISSING, MISSING)
         table.append((model.label, model.epoch, top1, top5,
                       localisation_cells(localisation[n] if n < len(localisation) else None)))
-    return ComparePage(a=a, b=b, models=table, has_localisation=bool(localisation), rows=rows, packs=packs)
+    return ComparePage(a=a, others=others, models=table, has_localisation=bool(localisation), rows=rows, packs=packs)

@@ -112,7 +112,7 @@ def perturbation_figure(p: Pages, entry: FigureEntry, stem: Path, images: Images
 
 
 def compare_figure(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> None:
-    """Both models' true-class maps of the same images, the box drawn."""
+    """Every model's and method's true-class maps of the same images, the box drawn."""
     cmp, ds = p.compare, p.src.dataset
     assert cmp is not None
     rows, data = [], []
@@ -121,7 +121,7 @@ def compare_figure(p: Pages, entry: FigureEntry, stem: Path, images: Images) -> 
         img = images.load(i)
         row = [plots.Cell(image=img, top=short(shown.truth), box=ds.boxes[i])]
         record: dict[str, Any] = {"file": ds.files[i], "class": shown.truth, "box": ds.boxes[i], "models": []}
-        for model, tile in zip((cmp.a, cmp.b), shown.tiles):
+        for model, tile in zip([cmp.a, *cmp.others], shown.tiles):
             m = model.maps[i]
             row.append(plots.Cell(image=img, map=m, box=ds.boxes[i], top=short(model.label, 18),
                                   bottom=f"{tile.mark} {short(tile.name, 14)} {tile.prob_text}"))

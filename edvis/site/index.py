@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from edvis.site.views_pages import SettingPage
 
 
-def site_view(src: Sources, layers: bool, compare: Model | None, faithfulness: bool = False) -> SiteView:
+def site_view(src: Sources, layers: bool, compare: Model | None, faithfulness: bool = False,
+              methods: bool = False) -> SiteView:
     """The frame of every page; ``layers``, ``compare`` and ``faithfulness`` say whether those pages exist."""
     run, ds = src.run, src.dataset
     nav = [
@@ -35,8 +36,10 @@ def site_view(src: Sources, layers: bool, compare: Model | None, faithfulness: b
     ]
     if layers:
         nav.append(NavItem("layers.html", "Layers", Markup("every layer's output for chosen images."), optional=True))
-    if compare is not None:
-        nav.append(NavItem("compare.html", "Compare", Markup("this model's maps beside {}'s.").format(compare.label),
+    if compare is not None or methods:
+        what = [Markup("{}'s").format(compare.label)] if compare is not None else []
+        what += ["the explanation methods'"] if methods else []
+        nav.append(NavItem("compare.html", "Compare", Markup("this model's maps beside {}.").format(Markup(" and ").join(what)),
                            optional=True))
     if faithfulness:
         nav.append(NavItem("faithfulness.html", "Faithfulness",

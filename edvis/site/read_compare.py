@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edvis.run import RenderStore, Run, StoreError, Unit
+from edvis.run import RenderStore, Run, StoreError, Unit, digest
 from edvis.run import model_label as label_of
 from edvis.site.read_analysis import Analysis, check_inputs, check_read, listed_inputs
 from edvis.site.read_run import RunInfo, read_config
@@ -33,6 +33,8 @@ class Model:
     pred: np.ndarray = field(repr=False)  # (N,) final clean top-1
     prob: np.ndarray = field(repr=False)
     maps: np.ndarray = field(repr=False)  # (N, S, S) uint8 true-class maps
+    covered: np.ndarray | None = field(default=None, repr=False)  # (N,) bool: images it has maps of (None: all)
+    method: str = ""  # an explanation method of this run's model (``edvis explain``), not another model
 
 
 def model_label(run: RunInfo) -> str:
@@ -48,6 +50,32 @@ def this_model(run: RunInfo, clean: CleanRenders, settings: dict[str, tuple[int,
         settings={name: (t1, t5) for name, (epoch, t1, t5) in settings.items() if epoch == clean.final_epoch},
         map_size=map_size, pred=clean.pred[-1], prob=clean.prob[-1], maps=clean.maps[-1],
     )
+
+
+def read_methods(run: Run, epoch: int, num_val: int, map_label: Any) -> list[Model]:
+    """The explanation methods of this run (``RUN/explain/<method>/``, ``edvis explain``) with a
+    clean unit at ``epoch``: their true-class maps of the images they cover. A unit computed from
+    another checkpoint than the run's is refused."""
+    out = []
+    for root in sorted(p for p in (run.root / "explain").glob("*") if (p / "manifest.json").is_file()):
+        store = RenderStore(root)
+        meta = store.meta(Unit(CLEAN, epoch))
+        if meta is None:
+            continue
+        ckpt = run.checkpoint(epoch)
+        recorded = digest.recorded_digest(ckpt) if ckpt.is_file() else None
+        if recorded is not None and meta.get("checkpoint_sha256") not in (None, recorded):
+            raise SiteError(f"{store.path(Unit(CLEAN, epoch))} was computed from another checkpoint than {ckpt}: "
+                            f"run `edvis explain --method {root.name}`")
+        unit = store.read(Unit(CLEAN, epoch), ("top5", "top5_prob", "map_true"), ("index",))
+        index = np.asarray(unit.get("index", np.arange(num_val)), np.int64)
+        maps = np.zeros((num_val, *unit["map_true"].shape[1:]), np.uint8)
+        maps[index] = normalise_maps(unit["map_true"])
+        pred, prob, covered = np.full(num_val, -1), np.zeros(num_val), np.zeros(num_val, bool)
+        pred[index], prob[index], covered[index] = unit["top5"][:, 0], unit["top5_prob"][:, 0], True
+        out.append(Model(label=map_label(root.name), run_name=run.root.resolve().name, epoch=epoch, settings={},
+                         map_size=int(maps.shape[1]), pred=pred, prob=prob, maps=maps, covered=covered, method=root.name))
+    return out
 
 
 def read_compare(run_dir: Path, manifest: dict[str, Any], analysis: Analysis, analysis_path: Path,

@@ -458,11 +458,24 @@ class CompareRow:
 
 @dataclass(eq=False)
 class ComparePage:
-    """compare.html: this model's maps beside the compared one's."""
+    """compare.html: this model's maps beside the compared run's and the explanation methods'."""
 
     a: Model
-    b: Model
+    others: list[Model]  # the compared run (when given), then this run's explanation methods
     models: list[tuple[str, int, str, str, list[str]]]  # (label, epoch, top-1, top-5, localisation cells)
     has_localisation: bool
     rows: list[CompareRow]
     packs: list[Pack] = field(repr=False)
+
+    @property
+    def b(self) -> Model | None:
+        """The compared run, when there is one."""
+        return next((m for m in self.others if not m.method), None)
+
+    @property
+    def methods(self) -> list[Model]:
+        return [m for m in self.others if m.method]
+
+    @property
+    def data_files(self) -> list[str]:
+        return [pack.js for pack in self.packs]

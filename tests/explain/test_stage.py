@@ -13,7 +13,7 @@ import pytest
 
 from edvis.cli import main
 from edvis.explain import EXPLAIN_FORMAT, SCORECAM_IMAGES, explain_run
-from edvis.run import RenderStore, Run, checkpoint_digest
+from edvis.run import RenderStore, Run, Unit, checkpoint_digest
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,10 @@ def test_scorecam_defaults_to_the_seeded_subset(explained, tmp_path):
 
 @pytest.mark.parametrize("argv,flag", [(["--method", "gradcam", "--layer", "nope"], "--layer"),
                                        (["--method", "nope"], "--method"),
-                                       (["--method", "gradcam", "--images", "0"], "--images")])
+                                       (["--method", "gradcam", "--images", "0"], "--images"),
+                                       (["--method", "gradcam", "--epochs", "5"], "--epochs"),
+                                       (["--method", "gradcam", "--epochs", "1,z"], "--epochs"),
+                                       (["--method", "gradcam", "--settings", "fog"], "settings")])
 def test_bad_values_are_one_line_naming_the_flag(explained, argv, flag, capsys):
     run, _ = explained
     assert main(["explain", "--run", str(run), *argv]) == 2
@@ -158,3 +161,12 @@ def test_method_all_fills_one_store_per_method(explained, tmp_path):
         store = RenderStore(Run(run).explain_dir(method))
         assert store.manifest()["method"] == method and len(store.units()) == 8
         assert store.read(store.units()[0])["map_true"].shape == (2, 8, 8)
+
+
+def test_settings_and_epochs_limit_what_is_explained(explained, tmp_path):
+    run, _ = explained
+    fresh = tmp_path / "run"
+    shutil.copytree(run, fresh, ignore=shutil.ignore_patterns("explain"))
+    assert main(["explain", "--run", str(fresh), "--method", "eigencam", "--settings", "clean", "gray",
+                 "--epochs", "last", "--device", "cpu"]) == 0
+    assert RenderStore(fresh / "explain" / "eigencam").units() == [Unit("clean", 1), Unit("gray", 1)]

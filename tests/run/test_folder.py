@@ -74,3 +74,16 @@ def test_model_label() -> None:
     assert model_label({"name": "edvis-resnet18", "variant": "paper"}, "run") == "edvis-resnet18 (paper)"
     assert model_label({"name": "cam-resnet18", "variant": "paper"}, "run") == "cam-resnet18"
     assert model_label({}, "run") == "run"
+
+
+def test_select_epochs_by_number_first_and_last():
+    from edvis.errors import UsageError
+    from edvis.run import select_epochs
+
+    assert select_epochs(None, [1, 2, 5]) == [1, 2, 5] == select_epochs(" all ", [1, 2, 5])
+    assert select_epochs("last,first,2,last", [1, 2, 5]) == [1, 2, 5]
+    assert select_epochs("5", [1, 2, 5]) == [5] and select_epochs("first", []) == []
+    with pytest.raises(UsageError, match=r"--epochs: there is no epoch 3 \(epochs 1…5\)"):
+        select_epochs("3", [1, 2, 5])
+    with pytest.raises(UsageError, match="--epochs must be all or a comma list"):
+        select_epochs("1,x", [1, 2, 5])

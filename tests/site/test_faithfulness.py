@@ -3,8 +3,10 @@ every number on the page is one of the record's, and each verdict follows from t
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -135,3 +137,34 @@ def test_the_sanity_checks_are_shown_with_their_figure(sanity_site: Path) -> Non
     listed = (sanity_site / "inputs.sha256").read_text()
     assert "  explain/sanity.npz\n" in listed
     assert "faithfulness-curves" not in (sanity_site / "figures.html").read_text(encoding="utf-8")  # not measured
+
+
+def test_the_compare_page_shows_an_explanation_methods_maps(runs: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    import numpy as np
+
+    from edvis.run import RenderStore, Unit, summarise
+    from tests.site.test_build import N_VAL, data_object, fake_probs, label_of
+
+    run = Path(shutil.copytree(runs["run"], tmp_path / "run"))
+    manifest = {k: v for k, v in RenderStore(run / "render").manifest().items() if k != "schema"}
+    store = RenderStore(run / "explain" / "gradcam")
+    store.init({**manifest, "method": "gradcam", "layer": "maps"})
+    index = np.array([0, 1, 2, 5, 8])  # the images it explained
+    maps = np.zeros((N_VAL, len(NAMES), 8, 8), np.float32)
+    for n in index:
+        maps[n, label_of(n), 7 - n % 8, n % 8] = 2.0  # one hot cell, elsewhere than the model's
+    with np.errstate(divide="ignore"):  # a probability of 0 is a logit of -inf
+        logits = np.log(fake_probs(3))[index]
+    arrays = summarise(logits, maps[index], np.array([label_of(n) for n in index]))
+    store.write(Unit("clean", 3), {**arrays, "index": index}, {"method": "gradcam", "layer": "maps"})
+    out = quick_build(run, tmp_path / "site").parent
+    p = page(out / "compare.html")
+    assert "Grad-CAM (8×8)" in p.words and "that every method explained" in p.words
+    shown_files = re.findall(r"img_(\d\d)\.\w+ · ", p.words)  # one per row, in order
+    assert shown_files and set(shown_files) <= {"00", "01", "02", "05", "08"}  # images the method covers, no other
+    b = data_object(out, "compare-b")
+    assert b["shape"] == [len(shown_files), 1, 8, 8]
+    n = int(shown_files[0])
+    first = np.frombuffer(base64.b64decode(b["maps"]), np.uint8).reshape(b["shape"])[0, 0]
+    assert first[7 - n % 8, n % 8] == 255 and first.sum() == 255  # the method's own hot cell, scaled to its maximum
+    assert "compare.html" in page(out / "index.html").links
