@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Build the site for an existing run: export → render → analyze → site.
+"""Build the site for an existing run: export → render → explain → faithfulness → analyze → site.
 
-    python build.py --run runs/default [--out site] [--compare RUN2]
+    python build.py --run runs/default [--out site] [--compare RUN2] [--methods all|none|NAME,...]
+                    [--measure-images 64] [--measure-epochs first,middle,last]
 
-Each stage skips what is already up to date, so rebuilding after more training redoes only
-the new epochs.
+The explanation methods (pytorch-grad-cam) and the faithfulness measures run on the clean images
+of a seeded subset (``--measure-images``) at a few epochs (``--measure-epochs``: the first, the
+middle and the last exported by default), plus the sanity checks at the last; ``--methods none``
+leaves them out. Each stage skips what is already up to date, so rebuilding after more training
+redoes only the new epochs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edvis.cli import DEFAULT_RUN, build_parser, run_guarded
+from edvis.cli import DEFAULT_RUN, POSITIVE, build_parser, run_guarded
+from edvis.run import Run
 
 
 def main() -> int:
@@ -23,6 +28,12 @@ def main() -> int:
     p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="onnxruntime provider (default auto)")
     p.add_argument("--compare", type=Path, metavar="RUN2",
                    help="a rendered run of another model on the same data (e.g. the CAM baseline), analysed side by side")
+    p.add_argument("--methods", default="all", metavar="all|none|NAME,...",
+                   help="explanation methods computed and measured (default all; none leaves them and the measures out)")
+    p.add_argument("--measure-images", type=POSITIVE, default=64, metavar="K",
+                   help="validation images the methods and the faithfulness measures run on (default 64)")
+    p.add_argument("--measure-epochs", default="first,middle,last", metavar="SPEC",
+                   help="epochs measured: all, or a comma list of numbers, first, middle and last (default first,middle,last)")
     a = p.parse_args()
 
     def build() -> None:
@@ -30,9 +41,23 @@ def main() -> int:
         parser = build_parser()
         run, compare = str(a.run), (["--compare", str(a.compare)] if a.compare else [])
         for argv in (["export", "--run", run], ["render", "--run", run, "--provider", a.provider],
-                     ["analyze", "--run", run, *compare], ["site", "--run", run, "--out", str(a.out), *compare]):
+                     *measures(run), ["analyze", "--run", run, *compare],
+                     ["site", "--run", run, "--out", str(a.out), *compare]):
             args = parser.parse_args(argv)
             args.func(args)
+
+    def measures(run: str) -> list[list[str]]:
+        """explain (each method, then the sanity checks) and faithfulness, on the clean images."""
+        if a.methods == "none":
+            return []
+        exported = Run(Path(run)).onnx_epochs()
+        middle = str(exported[len(exported) // 2]) if exported else "last"
+        epochs = ",".join(dict.fromkeys(middle if e == "middle" else e for e in a.measure_epochs.split(",")))
+        k = ["--images", str(a.measure_images)]
+        methods = ["all"] if a.methods == "all" else a.methods.split(",")
+        return [*(["explain", "--run", run, "--method", m, "--settings", "clean", "--epochs", epochs, *k] for m in methods),
+                ["explain", "--run", run, "--sanity", *(["--method", a.methods] if "," not in a.methods else [])],
+                ["faithfulness", "--run", run, "--epochs", epochs, *k]]
 
     return run_guarded(build)
 

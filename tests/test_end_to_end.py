@@ -42,6 +42,20 @@ def test_every_stage_wrote_every_epoch(built):
     assert (out / "index.html").is_file()
 
 
+def test_the_methods_and_their_faithfulness_are_measured_and_shown(built):
+    _, run, out, _ = built
+    doc = json.loads((run / "analysis" / "analysis.json").read_text(encoding="utf-8"))
+    faith = doc["faithfulness"]
+    assert faith["epochs"] == [1, 2] and faith["settings"] == ["clean"]  # first, middle (2 of [1, 2]) and last
+    assert set(faith["methods"]) == {"model", "gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam",
+                                     "centre", "random"}
+    assert all(0 <= r["deletion_auc"] <= 1 and 0 <= r["insertion_auc"] <= 1 for r in faith["rows"])
+    assert {r["method"] for r in doc["sanity"]["random_logit"]} >= {"gradcam", "own"}
+    for method in ("gradcam", "scorecam"):
+        assert RenderStore(run / "explain" / method).units() == [Unit("clean", 1), Unit("clean", 2)]
+    assert (out / "faithfulness.html").is_file() and (out / "compare.html").is_file()
+
+
 def test_onnxruntime_accuracy_equals_the_training_log(built):
     # metrics.jsonl comes from PyTorch in training; the store from onnxruntime: they must agree.
     _, run, _, _ = built
@@ -90,6 +104,9 @@ def test_rerun_is_a_no_op(built):
     assert "export: all 2 epochs up to date" in proc.stderr
     assert "render: all 2 epochs × 8 setting(s) up to date" in proc.stderr
     assert f"analyze: {run / 'analysis' / 'analysis.json'} up to date" in proc.stderr
+    assert "explain: gradcam: all 2 epochs × 1 setting(s) up to date" in proc.stderr
+    assert "faithfulness: all 2 (setting, epoch) file(s) up to date" in proc.stderr
+    assert "explain: sanity checks of epoch 2 up to date" in proc.stderr
     assert json.loads(Run(run).config_path.read_text())["train"]["epochs"] == 2
 
 
