@@ -98,6 +98,7 @@ class FaithfulnessPage:
     curves: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # epoch -> per method
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)  # the page's setting, every epoch
     sanity: SanityView | None = None
+    by_epoch: list[tuple[int, list[MethodRow]]] = field(default_factory=list)  # every measured epoch
 
     @property
     def has_measures(self) -> bool:
@@ -143,7 +144,7 @@ def faithfulness_page(src: Sources, refs: list[ClassRef]) -> FaithfulnessPage | 
         other_settings=[(s, method_rows([r for r in rows if r.get("setting") == s],
                                         max(int(r["epoch"]) for r in rows if r.get("setting") == s), methods))
                         for s in settings if s != setting],
-        curves=curves, rows=mine, sanity=sanity,
+        curves=curves, rows=mine, sanity=sanity, by_epoch=[(e, method_rows(mine, e, methods)) for e in epochs],
     )
 
 

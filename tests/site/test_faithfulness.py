@@ -64,6 +64,14 @@ def test_the_page_states_each_verdict_with_its_numbers(site: Path) -> None:
                          ["random order", "0.500", "0.400", "50.0", "5.0", "6 of 6"]]
 
 
+def test_every_measured_epoch_has_its_row_per_method(site: Path) -> None:
+    rows = page(site / "faithfulness.html").tables["faithfulness-epochs"][1:]
+    assert [(r[0], r[1]) for r in rows] == [(e, m) for e in ("1", "3") for m in
+                                            ("the model's own maps", "Grad-CAM", "centre prior", "random order")]
+    assert rows[0][2:] == ["0.250", "0.650", "10.0", "40.0"]  # epoch 1: shifted by 0.05 in the record
+    assert rows[4][2:] == ["0.200", "0.700", "10.0", "40.0"]
+
+
 def test_the_class_table_and_the_nav(site: Path) -> None:
     p = page(site / "faithfulness.html")
     rows = p.tables["faithfulness-classes"]
