@@ -251,7 +251,7 @@
 
   // The class index: sortable, and filtered by name or id; other tables marked "sortable" sort too.
   function setupTables() {
-    var others = document.querySelectorAll("table.sortable");
+    var others = document.querySelectorAll("table.sortable:not(#class-index)");
     for (var t = 0; t < others.length; t++) makeSortable(others[t]);
     var table = document.getElementById("class-index");
     if (!table) return;
