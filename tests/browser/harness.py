@@ -62,7 +62,8 @@ const out = {images: [], canvases: []};
 for (const img of document.images) {
   const r = img.getBoundingClientRect();
   out.images.push({src: img.currentSrc || img.src, complete: img.complete, natural: [img.naturalWidth, img.naturalHeight],
-                   box: [r.width, r.height], hidden: img.closest("[hidden]") !== null || getComputedStyle(img).display === "none"});
+                   box: [r.width, r.height],
+                   hidden: img.closest("[hidden]") !== null || getComputedStyle(img).display === "none"});
 }
 let k = 0;
 for (const c of document.querySelectorAll("canvas")) {

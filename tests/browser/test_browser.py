@@ -225,6 +225,21 @@ def test_epoch_slider_is_kept_in_the_url(driver: Any, demo: tuple[Path, Path], r
         assert grid_digests(driver) == moved
 
 
+def test_the_faithfulness_slider_shows_one_epochs_curves(driver: Any, roots: dict[str, str]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    harness.open_page(driver, roots["http"] + "faithfulness.html")
+
+    def shown() -> list[str]:
+        return [f.get_attribute("data-epoch-panel") for f in driver.find_elements(By.CSS_SELECTOR, "[data-epoch-panel]")
+                if f.is_displayed()]
+
+    assert shown() == [str(harness.DEMO_EPOCHS)]
+    driver.find_element(By.ID, "epoch").send_keys(Keys.ARROW_LEFT)
+    assert shown() == ["1"] and driver.find_element(By.CSS_SELECTOR, "#curves .epoch-now").text == "1"
+
+
 # -- the class index -------------------------------------------------------------------------------
 
 
