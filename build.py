@@ -50,8 +50,8 @@ def main() -> int:
         """explain (each method, then the sanity checks) and faithfulness, on the clean images."""
         if a.methods == "none":
             return []
-        exported = Run(Path(run)).onnx_epochs()
-        middle = str(exported[len(exported) // 2]) if exported else "last"
+        exported = Run(Path(run)).checkpoint_epochs()  # known before export runs (the onnx files are not yet)
+        middle = str(exported[(len(exported) - 1) // 2]) if exported else "last"
         epochs = ",".join(dict.fromkeys(middle if e == "middle" else e for e in a.measure_epochs.split(",")))
         k = ["--images", str(a.measure_images)]
         methods = ["all"] if a.methods == "all" else a.methods.split(",")
