@@ -59,15 +59,16 @@ def read_methods(run: Run, epoch: int, num_val: int, map_label: Any) -> list[Mod
     out = []
     for root in sorted(p for p in (run.root / "explain").glob("*") if (p / "manifest.json").is_file()):
         store = RenderStore(root)
-        meta = store.meta(Unit(CLEAN, epoch))
-        if meta is None:
+        if not store.path(Unit(CLEAN, epoch)).is_file():
             continue
+        # Read once: the metadata then comes from the bytes read and verified.
+        unit = store.read(Unit(CLEAN, epoch), ("top5", "top5_prob", "map_true"), ("index",))
+        meta = store.meta(Unit(CLEAN, epoch)) or {}
         ckpt = run.checkpoint(epoch)
         recorded = digest.recorded_digest(ckpt) if ckpt.is_file() else None
         if recorded is not None and meta.get("checkpoint_sha256") not in (None, recorded):
             raise SiteError(f"{store.path(Unit(CLEAN, epoch))} was computed from another checkpoint than {ckpt}: "
                             f"run `edvis explain --method {root.name}`")
-        unit = store.read(Unit(CLEAN, epoch), ("top5", "top5_prob", "map_true"), ("index",))
         index = np.asarray(unit.get("index", np.arange(num_val)), np.int64)
         maps = np.zeros((num_val, *unit["map_true"].shape[1:]), np.uint8)
         maps[index] = normalise_maps(unit["map_true"])
