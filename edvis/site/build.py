@@ -121,17 +121,17 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
                                             or src.analysis.sanity() is not None,
                                             methods=bool(list((Path(src.store.root).parent / "explain").glob("*/manifest.json"))))
     refs = class_refs(src.dataset)
-    rows = _write_classes(writer, src, refs, settings, images)
-
     methods = read_methods(Run(Path(src.store.root).parent), src.clean.final_epoch, src.dataset.num_val, method_label)
+    rows = _write_classes(writer, src, refs, settings, images, methods)
+
     compare = compare_page(src, models[0], models[1:] + methods) if len(models) > 1 or methods else None
     pages = figures.Pages(src=src, refs=refs, rows=rows, settings=settings, models=models,
-                          table=index.table1(models, settings), gallery=gallery_page(src, refs),
+                          table=index.table1(models, settings), gallery=gallery_page(src, refs, methods),
                           errors=errors_page(src, refs), compare=compare, layers=layers,
                           faithfulness=faithfulness_page(src, refs))
     catalogue = figures.catalogue(pages)
     writer.common["catalogue"] = catalogue
-    packs = [pages.gallery.pack, pages.errors.pack] + [s.pack for s in settings]
+    packs = [pages.gallery.pack, *pages.gallery.method_packs, pages.errors.pack] + [s.pack for s in settings]
     packs += ([layers.sprite] if layers is not None else []) + (compare.packs if compare is not None else [])
     for pack in packs:
         write_pack(writer, pack, images)
@@ -146,14 +146,14 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
 
 
 def _write_classes(writer: Writer, src: Sources, refs: list[ClassRef], settings: list[SettingPage],
-                   images: Images) -> list[ClassRow]:
+                   images: Images, methods: list[Model]) -> list[ClassRow]:
     """Each class's data file and page, one class at a time; returns what classes.html lists."""
     log.info(f"site: writing {len(refs)} class page(s)")
     entries = src.analysis.class_entries()
     rows = []
-    for page in class_pages(src, refs, settings):
-        if page.pack is not None:
-            write_pack(writer, page.pack, images)
+    for page in class_pages(src, refs, settings, methods):
+        for pack in ([page.pack] if page.pack is not None else []) + page.method_packs:
+            write_pack(writer, pack, images)
         writer.page("class.html", page.ref.page, cls=page)
         rows.append(class_row(page, entries.get(page.index, {})))
     return rows
