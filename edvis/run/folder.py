@@ -69,6 +69,11 @@ class Run:
         return self.root / "explain" / method
 
     @property
+    def sanity_path(self) -> Path:
+        """The maps of the sanity checks (``edvis explain --sanity``; :mod:`edvis.run.sanity_file`)."""
+        return self.root / "explain" / "sanity.npz"
+
+    @property
     def faithfulness_dir(self) -> Path:
         """Deletion, insertion and Average Drop curves (``edvis faithfulness``)."""
         return self.root / "faithfulness"

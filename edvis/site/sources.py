@@ -4,16 +4,14 @@ time, by the pages that show them (``perturbations.py``, ``layers.py``)."""
 
 from __future__ import annotations
 
-import io
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edvis.errors import UsageError
-from edvis.run import RenderStore, Run, StoreError, complete_epochs, digest
+from edvis.run import WRITE_SANITY_AGAIN, IntegrityError, RenderStore, Run, StoreError, complete_epochs, read_sanity
 from edvis.site.read_analysis import Analysis, read_analysis
 from edvis.site.read_compare import Model, model_label, read_compare
 from edvis.site.read_run import Dataset, RunInfo, check_dataset, read_config, read_dataset, read_run
@@ -91,19 +89,14 @@ def read_sanity_maps(run: Run, analysis: Analysis) -> tuple[np.ndarray | None, s
     the file's digest and against the one analysis.json was computed from."""
     if analysis.sanity() is None:
         return None, ""
-    path = run.root / "explain" / "sanity.npz"
-    again = "run `edvis explain --sanity` to write it again"
+    path = run.sanity_path
     try:
-        data, sha = digest.read_verified(path, "sanity file", again)
+        f = read_sanity(path, ("maps",))
     except FileNotFoundError:
-        raise SiteError(f"{path} is missing, though analysis.json was computed from it: {again}") from None
-    except digest.IntegrityError as e:
+        raise SiteError(f"{path} is missing, though analysis.json was computed from it: {WRITE_SANITY_AGAIN}") from None
+    except (IntegrityError, StoreError) as e:
         raise SiteError(str(e)) from None
     listed = (analysis.data.get("inputs") or {}).get("sanity", {})
-    if listed.get("explain/sanity.npz") != sha:
+    if listed.get("explain/sanity.npz") != f.sha256:
         raise SiteError(f"{path} is not the one analysis.json was computed from: run `edvis analyze`")
-    try:
-        with np.load(io.BytesIO(data)) as z:
-            return np.asarray(z["maps"], np.float32), sha
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise SiteError(f"cannot read sanity file {path}: {e}; {again}") from None
+    return np.asarray(f.arrays["maps"], np.float32), f.sha256
