@@ -200,6 +200,7 @@ def render_run(
     perturbations: Sequence[str] = (),
     seed: int = 0,
     shard: tuple[int, int] = (0, 1),
+    precision: str = "fp32",
 ) -> list[Unit]:
     """Render every (perturbation, exported epoch) unit of this shard not yet in the store.
 
@@ -207,9 +208,11 @@ def render_run(
     settings (see ``resolve_perturbations``). Random perturbations of image ``i`` are keyed by
     ``seed * N + i``, so they depend neither on batching, order nor shard. Shards ``i/n`` of one
     render may run at once into one store (each unit is its own file, written atomically), or
-    into copies of the run that ``merge_stores`` combines afterwards.
+    into copies of the run that ``merge_stores`` combines afterwards. ``precision`` picks the
+    ONNX files and the store: fp32's (RUN/onnx, RUN/render) or an approximation's (RUN/onnx-int8,
+    RUN/render-int8, whose manifest records it; see edvis.precision).
     """
-    plan = _plan(Run(Path(run_dir)), perturbations, seed, shard)
+    plan = _plan(Run(Path(run_dir), precision), perturbations, seed, shard)
     if not plan.todo and not plan.layers_todo and plan.manifest_sound:
         log.info(f"render: all {len(plan.epochs)} epochs × {len(plan.names)} setting(s) up to date{plan.part}")
         return []
@@ -220,7 +223,8 @@ def render_run(
     log.info(provider_line(first, provider))
     batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
     maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
-    _init_store(plan.store, ds, dataset, plan.config["model"]["image_size"], int(maps_shape[-1]), plan.names)
+    _init_store(plan.store, ds, dataset, plan.config["model"]["image_size"], int(maps_shape[-1]), plan.names,
+                plan.run.precision)
     images = _decode(plan, ds, batch)
     layers_left = set(plan.layers_todo)
     done = _render_units(plan, sessions, images, batch, layers_left)
@@ -272,11 +276,13 @@ def _training_dataset(plan: _Plan, data_root: str | Path | None) -> tuple[Datase
 
 
 def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_size: int, map_size: int,
-                names: list[str]) -> None:
+                names: list[str], precision: str = "fp32") -> None:
     """Create the store's manifest, or check that it describes this validation set; ``names``
-    join the settings it records as rendered at every exported epoch."""
+    join the settings it records as rendered at every exported epoch. A store of another
+    precision than fp32 records it (an fp32 manifest is as it always was)."""
     store.init(
         {
+            **({"precision": precision} if precision != "fp32" else {}),
             "settings": sorted(names),
             "dataset": dataset,
             "val": {
