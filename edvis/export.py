@@ -211,10 +211,10 @@ def export_run(
     todo = [e for e in epochs if not is_up_to_date(run, e)]
     if not todo:
         log.info(f"export: all {len(epochs)} epochs up to date")
-    elif onnx is None:
-        log.info("export: the onnx package is not installed: onnx.checker is skipped (the parity check runs)")
     elif callable(check_images):
         check_images = check_images()
+    if todo and onnx is None:
+        log.info("export: the onnx package is not installed: onnx.checker is skipped (the parity check runs)")
     for k, e in enumerate(todo, 1):
         info = export_epoch(run, e, check_images, run_model)
         p = info["parity"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edvis.cli.args import COUNT, DEFAULT_PERTURBATIONS, DEFAULT_RUN, FRACTION, POSITIVE, SEED, number, pick_device
+from edvis.cli.gpu_check import add_gpu_check
 from edvis.cli.measures import add_explain, add_faithfulness
 from edvis.errors import EdvisError
 from edvis.run.lock import writer_lock
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, add_explain, add_faithfulness, _add_analyze,
-                _add_site):
+                _add_site, add_gpu_check):
         add(sub)
     return p
 
