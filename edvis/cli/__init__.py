@@ -329,7 +329,9 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", type=Path, help="dataset folder, if it moved since training (default: the one in RUN/config.json)")
     r.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
                    help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
-    r.add_argument("--batch-size", type=POSITIVE, help="images per inference batch (default 128 on the CPU; on CUDA the largest power of two that half the GPU's free memory holds, 32 to 4096, or 1024 when nvidia-smi cannot say)")
+    r.add_argument("--batch-size", type=POSITIVE,
+                   help="images per inference batch (default 128 on the CPU; on CUDA the largest power of two "
+                   "that half the GPU's free memory holds, 32 to 4096, or 1024 when nvidia-smi cannot say)")
     r.add_argument("--perturbations", nargs="*", default=DEFAULT_PERTURBATIONS, metavar="NAME",
                    help="settings rendered besides the clean images: names from edvis.data.perturb (e.g. gray blur3 "
                    "sp0.005 jpeg-3), 'paper' for the paper's seven, 'all' for every one (default: paper)")

@@ -17,8 +17,8 @@ DEMO = Path(os.environ.get("EDVIS_DEMO_RUN", "runs/default"))
 
 def run() -> list[dict]:
     import torch
-
     from bench_render import build_run, rate, session
+
     from edvis.data import load_images, open_dataset
     from edvis.models import Uint8Input, build_model
     from edvis.precision import compare_sessions, convert_run
