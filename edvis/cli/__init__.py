@@ -1,4 +1,4 @@
-"""Command line: ``edvis synth | data | train | export | render | explain | faithfulness | analyze | site``.
+"""Command line: ``edvis synth | data | train | export | render | explain | faithfulness | analyze | site | gpu-check``.
 
 Thin argparse entry points; the only place that picks a device or an execution provider.
 ``args`` holds the flag types and defaults every command shares, ``measures`` the commands of
