@@ -395,13 +395,14 @@ def analyze_run(
     compare: str | Path | None = None,
     force: bool = False,
     pattern_threshold: float = A.PATTERN_THRESHOLD,
+    precision: str = "fp32",
 ) -> Path:
     """Write ``RUN/analysis/`` from the run's render store (and ``compare``'s, a run of another
     model on the same validation set); return the path of analysis.json. Skipped when
     analysis.json's digest says nothing it depends on has changed, unless ``force``."""
     if not 0 <= pattern_threshold <= 1:
         raise UsageError(f"--pattern-threshold must be in [0, 1], got {pattern_threshold}")
-    run = Run(Path(run_dir))
+    run = Run(Path(run_dir), precision)  # another precision: RUN/render-<p> → RUN/analysis-<p>
     store = RenderStore(run.render_dir)
     manifest = store.manifest()
     stores = [store]

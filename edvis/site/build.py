@@ -76,6 +76,7 @@ def build_site(
     compare: Path | None = None,
     data_root: Path | None = None,
     base_url: str = "",
+    precision: str = "fp32",
 ) -> Path:
     """Build the static site of the run in ``run_dir`` into ``out_dir``; return its index.html.
 
@@ -84,10 +85,12 @@ def build_site(
     ``compare`` is another run rendered on the same validation set (e.g. the CAM baseline),
     shown beside this one. ``data_root`` is the dataset folder when it moved since rendering.
     ``base_url``, when given, makes the figures' citation lines absolute. Files already in
-    ``out_dir`` that this build does not write are left alone.
+    ``out_dir`` that this build does not write are left alone. ``precision`` builds from the
+    ONNX files, store and analysis of an approximation (see edvis.precision); the run page says
+    which precision the maps come from.
     """
     src = read_sources(Path(run_dir), timeline_images=timeline_images, seed=seed, compare=compare,
-                       data_root=data_root, base_url=base_url)
+                       data_root=data_root, base_url=base_url, precision=precision)
     if Path(out_dir).is_dir():
         atomic.sweep_temps(out_dir)  # what a killed build left behind
     return write_site(src, Path(out_dir))

@@ -49,6 +49,7 @@ def read_sources(
     compare: Path | None = None,
     data_root: Path | None = None,
     base_url: str = "",
+    precision: str = "fp32",
 ) -> Sources:
     """Read the config, metrics, manifest, clean render units and analysis.json of the run in
     ``run_dir`` (and the clean units of ``compare``); see :func:`edvis.site.build_site`."""
@@ -56,7 +57,7 @@ def read_sources(
         raise UsageError(f"--timeline-images must be >= 0, got {timeline_images}")
     if seed < 0:
         raise UsageError(f"--seed must be >= 0, got {seed}")
-    run = Run(Path(run_dir))
+    run = Run(Path(run_dir), precision)  # another precision: its own ONNX files, store and analysis
     config = read_config(run)
     store = RenderStore(run.render_dir)
     manifest = store.manifest()
@@ -74,7 +75,7 @@ def read_sources(
     info = read_run(run, store, epochs, config)
     compared = None
     if compare is not None:
-        compared = read_compare(Path(compare), manifest, analysis, run.root / "analysis" / "analysis.json",
+        compared = read_compare(Path(compare), manifest, analysis, run.analysis_dir / "analysis.json",
                                 model_label(info))
     sanity, sha = read_sanity_maps(run, analysis)
     return Sources(
