@@ -217,7 +217,13 @@ class TorchvisionCam(nn.Module):
     def taps(self) -> list[tuple[str, str]]:
         """Layer taps for the Layers page, (name, submodule path): the output of the last module
         at each spatial resolution of the body, the last :data:`MAX_TAPS` resolutions."""
-        return [(path, f"body.{path}") for path in probe(self.config.name, self.config.image_size)[1]]
+        return torchvision_taps(self.config.name, self.config.image_size)
+
+
+def torchvision_taps(name: str, image_size: int) -> list[tuple[str, str]]:
+    """(name, submodule path) of the taps of ``torchvision:NAME`` at ``image_size``, without
+    building it (see :meth:`TorchvisionCam.taps`); the last is the end of the last feature map."""
+    return [(path, f"body.{path}") for path in probe(name, image_size)[1]]
 
     def load_pretrained(self, spec: str) -> str:
         """Start from the weights ``spec`` names: ``imagenet`` (torchvision's DEFAULT weights of the
