@@ -175,6 +175,7 @@ def test_torchvision_models_export_cam_maps_and_stage_taps_with_parity(tmp_path,
     export_run(tmp_path, check_images=real_images)
     session = ort.InferenceSession(str(run.onnx(1)), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["logits", "maps", *(f"layer.{t}" for t in taps)]
+    assert session.get_outputs()[1].shape[1:] == [3, 2, 2]  # static: the renderer reads the map size from it
     logits, maps, *layers = session.run(None, {"images": real_images[:3]})
     assert logits.shape == (3, 3) and maps.shape == (3, 3, 2, 2)
     np.testing.assert_allclose(maps.mean(axis=(2, 3)), logits, atol=1e-4, rtol=1e-4)  # CAM identity in the graph

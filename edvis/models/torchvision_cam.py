@@ -8,8 +8,9 @@ pooling (``AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)`` or a mean ove
 axes) only these may stand:
 
 * shape-only operations (flatten, view, reshape, squeeze) and ``Dropout`` / ``Identity``;
-* modules that act on each position alone: ``nn.Linear``, ``LayerNorm``/``LayerNorm2d``,
-  ``BatchNorm``, element-wise activations. They are *moved ahead of the pooling* (applied at every
+* modules that act on each position alone: after the flatten ``nn.Linear``, ``LayerNorm`` and
+  element-wise activations (on the last axis), before it ``LayerNorm2d``, ``BatchNorm2d`` and
+  element-wise activations. They are *moved ahead of the pooling* (applied at every
   position of the feature map), which turns the head into a pooled linear one.
 
 The input of the pooling is the last feature map f (B, K, h, w); the model's maps are the class
@@ -69,11 +70,14 @@ def check_name(name: str) -> str:
     return arch
 
 
-def _per_position(module: nn.Module) -> bool:
+def _per_position(module: nn.Module, after_flatten: bool) -> bool:
+    """Whether ``module`` acts on each position alone: on (B, K) vectors along their last axis
+    (``after_flatten``), or on (B, K, 1, 1) maps one position at a time."""
     from torchvision.models.convnext import LayerNorm2d
 
-    return isinstance(module, (nn.Linear, nn.LayerNorm, LayerNorm2d, nn.BatchNorm1d, nn.BatchNorm2d,
-                               nn.Identity, *_ACTIVATIONS))
+    if after_flatten:
+        return isinstance(module, (nn.Linear, nn.LayerNorm, nn.Identity, *_ACTIVATIONS))
+    return isinstance(module, (LayerNorm2d, nn.BatchNorm2d, nn.Identity, *_ACTIVATIONS))
 
 
 class _Tracer(fx.Tracer):
@@ -143,7 +147,7 @@ def find_head(traced: fx.GraphModule, label: str) -> tuple[fx.Node, list[str], l
                 dropouts.insert(0, str(node.target))
             elif not (node.op == "call_module" and isinstance(modules[str(node.target)], nn.Identity)):
                 flattened = True  # walking backwards: what comes earlier acts before the flatten
-        elif node.op == "call_module" and _per_position(modules[str(node.target)]):
+        elif node.op == "call_module" and _per_position(modules[str(node.target)], not flattened):
             moved.insert(0, (str(node.target), not flattened))  # seen before a flatten: acts after it
         else:
             raise HeadError(f"--model {label}: between its last linear layer {classifier} and a global "
@@ -198,9 +202,9 @@ class TorchvisionCam(nn.Module):
     def head_input(self, f: Tensor) -> Tensor:
         """The feature map with the head's per-position modules applied at every position."""
         for module, after in zip(self.moved, self.after_flatten):
-            if after:  # a module of (B, K) vectors: applied to (B·h·w, K)
-                b, _, h, w = f.shape
-                f = module(f.permute(0, 2, 3, 1).reshape(b * h * w, -1)).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+            if after:  # a module of (B, K) vectors, acting on the last axis: applied to (B, h, w, K)
+                # (no reshape: the exported graph keeps static map sizes)
+                f = module(f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             else:
                 f = module(f)
         return f
