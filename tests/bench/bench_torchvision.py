@@ -56,7 +56,8 @@ def run() -> list[dict]:
         rows.append({"benchmark": f"export: torchvision:{arch} at {size} px, max |ort - torch| (logits, maps)",
                      "measured": f"{r['random_logits_max_abs']:.1e}, {r['random_maps_max_abs']:.1e}; "
                                  f"{r['mb']:.1f} MB, {r['map']}×{r['map']} maps, {r['taps']} taps, {r['seconds']:.0f} s",
-                     "ratio": worst / 1e-4, "target": "≤ 1e-4 + 1e-3·|value| (checked)", "met": True})
+                     # export_run raises ParityError beyond the tolerance: reaching here is meeting it
+                     "ratio": None, "target": f"≤ 1e-4 + 1e-3·|value| (largest {worst:.1e})", "met": True})
     return rows
 
 
