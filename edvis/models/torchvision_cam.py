@@ -223,18 +223,18 @@ class TorchvisionCam(nn.Module):
         at each spatial resolution of the body, the last :data:`MAX_TAPS` resolutions."""
         return torchvision_taps(self.config.name, self.config.image_size)
 
-
-def torchvision_taps(name: str, image_size: int) -> list[tuple[str, str]]:
-    """(name, submodule path) of the taps of ``torchvision:NAME`` at ``image_size``, without
-    building it (see :meth:`TorchvisionCam.taps`); the last is the end of the last feature map."""
-    return [(path, f"body.{path}") for path in probe(name, image_size)[1]]
-
     def load_pretrained(self, spec: str) -> str:
         """Start from the weights ``spec`` names: ``imagenet`` (torchvision's DEFAULT weights of the
         architecture, through its weights API) or the path of a state dict of the same torchvision
         model. The classifier is loaded when its shape fits, else kept at its initialisation."""
         state, source = torchvision_state(self.arch, spec)
         return source + load_torchvision_state(self, state, source)
+
+
+def torchvision_taps(name: str, image_size: int) -> list[tuple[str, str]]:
+    """(name, submodule path) of the taps of ``torchvision:NAME`` at ``image_size``, without
+    building it (see :meth:`TorchvisionCam.taps`); the last is the end of the last feature map."""
+    return [(path, f"body.{path}") for path in probe(name, image_size)[1]]
 
 
 def _stage_outputs(body: fx.GraphModule, x: Tensor) -> tuple[Tensor, list[str]]:
