@@ -134,7 +134,8 @@ def export_epoch(run: Run, epoch: int, check_images: np.ndarray | None = None,
     except (RuntimeError, KeyError, TypeError) as e:
         raise RunError(f"{ckpt_path}: its weights do not fit its own model_config: {str(e)[:300]}") from None
     wrapped = Uint8Input(model, mc["mean"], mc["std"]).eval()
-    taps = TAPS.get(mc.get("name", "edvis-resnet18"), [])
+    # A torchvision model names its own taps: the end of each resolution of its body.
+    taps = TAPS.get(mc.get("name", "edvis-resnet18")) or (model.taps() if hasattr(model, "taps") else [])
     tapped = Tapped(wrapped, model, taps).eval()
     names = ["logits", "maps", *(f"layer.{name}" for name, _ in taps)]
     size = mc["image_size"]

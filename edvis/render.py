@@ -298,7 +298,8 @@ def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_
             "val": {
                 "files": [str(s.path.relative_to(ds.root)) for s in ds.val],
                 "labels": [s.label for s in ds.val],
-                "boxes": clip_boxes(ds.val),  # to each image: the box a site or analysis may draw
+                # To each image as rendered (resized to image_size): the box a site or analysis may draw.
+                "boxes": clip_boxes(ds.val, image_size),
             },
             "image_size": image_size,
             "map_size": map_size,
@@ -306,9 +307,12 @@ def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_
     )
 
 
-def clip_boxes(samples: Sequence[Any]) -> list[list[int] | None]:
-    """The samples' boxes clipped to their images (whose sizes are read from the file headers);
-    a DatasetError naming the image when a box lies wholly outside it."""
+def clip_boxes(samples: Sequence[Any], size: int | None = None) -> list[list[int] | None]:
+    """The samples' boxes clipped to their images (whose sizes are read from the file headers)
+    and, with ``size``, scaled to the size × size image the model sees: inclusive pixel
+    [x0, x1] of a w-pixel row covers [x0·S/w, (x1 + 1)·S/w) there, so it becomes
+    [floor(x0·S/w), ceil((x1 + 1)·S/w) − 1]. A DatasetError naming the image when a box lies
+    wholly outside it."""
     out: list[list[int] | None] = []
     for s in samples:
         if s.box is None:
@@ -322,7 +326,10 @@ def clip_boxes(samples: Sequence[Any]) -> list[list[int] | None]:
         x0, y0, x1, y1 = s.box
         if x0 >= w or y0 >= h:
             raise StoreError(f"the box {s.box} of {s.path} lies outside the {w}×{h} image; mend its annotation")
-        out.append([x0, y0, min(x1, w - 1), min(y1, h - 1)])
+        box = [x0, y0, min(x1, w - 1), min(y1, h - 1)]
+        if size is not None and (w, h) != (size, size):
+            box = [x0 * size // w, y0 * size // h, -(-(box[2] + 1) * size // w) - 1, -(-(box[3] + 1) * size // h) - 1]
+        out.append(box)
     return out
 
 

@@ -138,3 +138,21 @@ def test_mosaic_with_odd_sized_maps_is_refused_before_training(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--mosaic needs maps whose side is even" in r.stderr and "3×3" in r.stderr
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("model, message", [
+    ("torchvision:vit_b_16", "edvis: error: --model torchvision:vit_b_16: between its last linear layer heads.head "
+                             "and a global average pooling stands getitem"),
+    ("torchvision:resnet19", "edvis: error: --model torchvision:resnet19: torchvision has no classification model "
+                             "'resnet19'"),
+])
+def test_a_torchvision_model_edvis_cannot_explain_is_one_line_before_training(tmp_path, capsys, model, message):
+    from edvis.cli import main
+
+    data = write_dataset(tmp_path / "data", classes=2, seed=0, train_per_class=1, val_per_class=1)
+    assert main(["train", "--data", str(data), "--run", str(tmp_path / "run"), "--device", "cpu",
+                 "--model", model, "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("edvis: error:")]
+    assert len(errors) == 1 and errors[0].startswith(message) and "Traceback" not in err, err
+    assert not (tmp_path / "run" / "checkpoints").exists()

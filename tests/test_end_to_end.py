@@ -139,3 +139,21 @@ def test_adding_a_perturbation_renders_only_its_units(built, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "edvis", "render", "--run", str(run), "--perturbations", "fog"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "'fog'" in bad.stderr
+
+
+def test_a_torchvision_model_runs_through_every_stage_at_its_own_map_size(tmp_path):
+    # MobileNetV3-Small (its hidden head layer moved ahead of the pooling) at 96 px: 3×3 maps,
+    # so no mosaics (--recipe author).
+    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "site"
+    assert main(["synth", "--out", str(data), "--classes", "2", "--train-per-class", "2", "--val-per-class", "2"]) == 0
+    assert main(["train", "--data", str(data), "--run", str(run), "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                 "--model", "torchvision:mobilenet_v3_small", "--image-size", "96", "--recipe", "author",
+                 "--workers", "0"]) == 0
+    for argv in (["export"], ["render", "--perturbations"], ["analyze"], ["site", "--out", str(out)]):
+        assert main([argv[0], "--run", str(run), *argv[1:]]) == 0, argv
+    store = RenderStore(Run(run).render_dir)
+    assert store.manifest()["map_size"] == 3 and store.manifest()["image_size"] == 96  # 96 / 32
+    assert store.read(Unit("clean", 1), ("map_true",), ())["map_true"].shape == (4, 3, 3)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "torchvision:mobilenet_v3_small · 3×3 maps at 96 px · 2 classes" in page
+    assert (out / "layers.html").is_file()  # the taps found from the model

@@ -144,3 +144,49 @@ def test_cam_baseline_exports_the_same_outputs_with_its_own_map_size(tmp_path, r
     assert logits.shape == (3, 5) and maps.shape == (3, 5, 2, 2)  # 64 px / 32
     # The CAM includes the class bias, so its spatial mean is the logit, inside the graph too.
     np.testing.assert_allclose(maps.mean(axis=(2, 3)), logits, atol=1e-4, rtol=1e-4)
+
+
+def _torchvision_run(root, arch, size=64, classes=3):
+    """A run of one randomly initialised torchvision model (BatchNorm statistics perturbed)."""
+    run = Run(root)
+    mc = ModelConfig(num_classes=classes, name=f"torchvision:{arch}", image_size=size)
+    torch.manual_seed(0)
+    model = build_model(mc)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(run.checkpoint(1), {"schema": CHECKPOINT_SCHEMA, "epoch": 1, "model_config": mc.to_dict(),
+                                        "model": model.state_dict()})
+    return run, model.eval()
+
+
+# Three families (a plain head, a moved head, squeeze-excitation blocks); every family's export
+# parity is measured for docs/own-model.md, not here: an export with its checks takes 5-20 s.
+@pytest.mark.parametrize("arch, taps", [
+    ("resnet18", ["relu", "layer1.1", "layer2.1", "layer3.1", "layer4.1"]),
+    ("mobilenet_v3_small", ["features.0.2", "features.1", "features.3", "features.8", "features.12.2"]),
+    ("efficientnet_b0", ["features.1.0", "features.2.1", "features.3.1", "features.5.2", "features.8.2"]),
+])
+def test_torchvision_models_export_cam_maps_and_stage_taps_with_parity(tmp_path, real_images, arch, taps):
+    run, model = _torchvision_run(tmp_path, arch)
+    export_run(tmp_path, check_images=real_images)
+    session = ort.InferenceSession(str(run.onnx(1)), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "maps", *(f"layer.{t}" for t in taps)]
+    assert session.get_outputs()[1].shape[1:] == [3, 2, 2]  # static: the renderer reads the map size from it
+    logits, maps, *layers = session.run(None, {"images": real_images[:3]})
+    assert logits.shape == (3, 3) and maps.shape == (3, 3, 2, 2)
+    np.testing.assert_allclose(maps.mean(axis=(2, 3)), logits, atol=1e-4, rtol=1e-4)  # CAM identity in the graph
+    # Against torchvision's modules run by hand in PyTorch: the last tap is the feature map's source.
+    x = Uint8Input(model, model.config.mean, model.config.std).normalise(torch.from_numpy(real_images[:3]))
+    with torch.no_grad():
+        want_logits, want_maps = model(x)
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(maps, want_maps.numpy(), atol=1e-4, rtol=1e-3)
+    sides = [a.shape[-1] for a in layers]
+    assert sides == sorted(sides, reverse=True) and len(set(sides)) == len(sides)  # one tap per resolution
+    assert sides[-1] == 2  # the last one at the maps' resolution
+    p = run.read_export_record(1)["parity"]
+    assert p["real_maps_max_abs"] <= 1e-3 and p["random_logits_max_abs"] <= 1e-3

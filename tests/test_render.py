@@ -11,6 +11,7 @@ import pytest
 
 from edvis.cli import main
 from edvis.render import (
+    clip_boxes,
     group_settings,
     layer_images,
     merge_stores,
@@ -219,3 +220,16 @@ def test_every_layer_is_stored_for_the_chosen_images(exported):
     # The last layer is the maps: the true class's map equals the one the main render stored.
     maps = dict(layers)["maps"]
     np.testing.assert_array_equal(maps[np.arange(k), labels[index]], store.read(Unit("clean", 2))["map_true"][index])
+
+
+def test_boxes_are_scaled_to_the_image_the_model_sees(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    Image.new("RGB", (64, 32)).save(tmp_path / "a.png")  # 64 wide, 32 high
+    samples = [SimpleNamespace(path=tmp_path / "a.png", box=(10, 20, 30, 40)), SimpleNamespace(path=None, box=None)]
+    assert clip_boxes(samples) == [[10, 20, 30, 31], None]  # clipped to the 32 rows
+    # At 224 px: column 10 covers [35, 38.5), column 30 [105, 108.5): 35..108; rows ×7: 140..223.
+    assert clip_boxes(samples, 224) == [[35, 140, 108, 223], None]
+    assert clip_boxes(samples, 64)[0] == [10, 40, 30, 63]  # rows ×2: row 20 → 40, row 31 → [62, 64)

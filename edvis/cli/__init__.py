@@ -20,7 +20,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edvis.cli.args import COUNT, DEFAULT_PERTURBATIONS, DEFAULT_RUN, FRACTION, POSITIVE, SEED, number, pick_device
+from edvis.cli.args import (
+    COUNT,
+    DEFAULT_PERTURBATIONS,
+    DEFAULT_RUN,
+    FRACTION,
+    POSITIVE,
+    SEED,
+    model_name,
+    number,
+    pick_device,
+)
 from edvis.cli.gpu_check import add_gpu_check
 from edvis.cli.measures import add_explain, add_faithfulness
 from edvis.errors import EdvisError
@@ -95,8 +105,9 @@ def _check_images(run_dir: Path, count: int = 16) -> Any:
     from edvis.run import Run
 
     try:
-        ds = open_dataset(Run(run_dir).read_config()["dataset"]["root"])
-        return load_images([s.path for s in ds.val[:count]])
+        config = Run(run_dir).read_config()
+        ds = open_dataset(config["dataset"]["root"])
+        return load_images([s.path for s in ds.val[:count]], size=int(config["model"].get("image_size", 64)))
     except DatasetError:
         return None
 
@@ -249,19 +260,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _add_train_model(m: argparse._ArgumentGroup) -> None:
     """The model flags of ``edvis train``."""
-    m.add_argument("--model", default="edvis-resnet18", choices=["edvis-resnet18", "cam-resnet18"],
+    m.add_argument("--model", default="edvis-resnet18", type=model_name, metavar="MODEL",
                    help="edvis-resnet18: the encoder-decoder whose class maps are its logits; cam-resnet18: the "
-                   "baseline, ResNet-18 with average pooling and a linear classifier, maps by CAM (default edvis-resnet18)")
+                   "baseline, ResNet-18 with average pooling and a linear classifier, maps by CAM; torchvision:NAME: "
+                   "any torchvision classifier whose head is global average pooling then a linear layer (e.g. "
+                   "torchvision:resnet50, torchvision:efficientnet_b0), maps by CAM (default edvis-resnet18)")
     m.add_argument("--variant", choices=["paper", "author"],
                    help="edvis decoder as the paper's text (BatchNorm, Dropout) or the author's code "
                    "(InstanceNorm expand, Dropout2d) describes it (default: the recipe's, paper for demo and "
                    "author for author)")
     m.add_argument("--dropout", type=number(float, 0, 1, high_open=True), help="edvis decoder dropout probability (default 0.3)")
     m.add_argument("--image-size", type=number(int, 32),
-                   help="side images are resized to, a multiple of 32 (default 64, Tiny ImageNet's own)")
+                   help="side images are resized to, 32 or more; a multiple of 32 for edvis-resnet18 (default 64, "
+                   "Tiny ImageNet's own)")
     m.add_argument("--pretrained", metavar="imagenet|PATH",
-                   help="start the ResNet-18 encoder from torchvision's ImageNet weights (downloaded once into the "
-                   "torch hub cache) or from a local torchvision ResNet-18 state dict; fc.* is ignored (default: from scratch)")
+                   help="start the ResNet-18 encoder (a torchvision:NAME model: the whole network) from torchvision's "
+                   "ImageNet weights (downloaded once into the torch hub cache) or from a local torchvision state dict "
+                   "of that architecture; the ImageNet classifier is not used (default: from scratch)")
 
 
 def _add_train_optimisation(o: argparse._ArgumentGroup) -> None:

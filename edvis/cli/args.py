@@ -53,3 +53,14 @@ def pick_device(name: str) -> Any:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to PyTorch")
     return torch.device(name)
+
+
+MODELS = ("edvis-resnet18", "cam-resnet18")
+
+
+def model_name(text: str) -> str:
+    """An argparse ``type`` for ``--model``: one of :data:`MODELS` or ``torchvision:NAME`` (which
+    names torchvision knows is checked when the model config is made)."""
+    if text in MODELS or (text.startswith("torchvision:") and len(text) > len("torchvision:")):
+        return text
+    raise argparse.ArgumentTypeError(f"must be {', '.join(MODELS)} or torchvision:NAME, got {text!r}")

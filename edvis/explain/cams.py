@@ -63,13 +63,20 @@ class LogitsOnly(nn.Module):
         return self.model(x)[0]
 
 
-def layer_path(model_name: str, layer: str | None) -> tuple[str, str]:
+def layer_path(model_name: str, layer: str | None, image_size: int = 64) -> tuple[str, str]:
     """(layer name, submodule path) of ``--layer`` (None: the model's default); a UsageError
-    naming --layer and the valid names for any other."""
+    naming --layer and the valid names for any other. A torchvision model's layers are its taps
+    (``edvis.models.torchvision_taps`` at ``image_size``), the last of them its default."""
     names = LAYERS.get(model_name)
+    default = DEFAULT_LAYER.get(model_name)
+    if names is None and model_name.startswith("torchvision:"):
+        from edvis.models import torchvision_taps
+
+        taps = torchvision_taps(model_name, image_size)
+        names, default = dict(taps), taps[-1][0]
     if names is None:
         raise UsageError(f"edvis explain knows no layers of the model {model_name!r}")
-    name = DEFAULT_LAYER[model_name] if layer is None else layer
+    name = default if layer is None else layer
     if name not in names:
         raise UsageError(f"--layer must be one of {', '.join(names)} for {model_name}, got {name!r}")
     return name, names[name]
@@ -124,7 +131,7 @@ class Explainer:
 
     def __init__(self, model: nn.Module, model_name: str, method: str, layer: str | None = None,
                  batch_size: int = 64) -> None:
-        self.layer, path = layer_path(model_name, layer)
+        self.layer, path = layer_path(model_name, layer, getattr(getattr(model, "config", None), "image_size", 64))
         self.method = check_method(method)
         self.classifier = LogitsOnly(model).eval()
         self.cam = raw_class(method)(self.classifier, [model.get_submodule(path)])

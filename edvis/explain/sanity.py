@@ -77,6 +77,16 @@ CASCADE: dict[str, list[tuple[str, str]]] = {
 }
 
 
+def cascade(model_name: str, image_size: int) -> list[tuple[str, str]]:
+    """The cascade of ``model_name``: :data:`CASCADE`'s, or for a torchvision model its classifier
+    then its taps (``edvis.models.torchvision_taps``) from the last down."""
+    if model_name.startswith("torchvision:"):
+        from edvis.models import torchvision_taps
+
+        return [("fc", "fc"), *reversed(torchvision_taps(model_name, image_size))]
+    return CASCADE[model_name]
+
+
 def sanity_path(run: Run) -> Path:
     return run.sanity_path
 
@@ -98,14 +108,16 @@ def sanity_run(run_dir: str | Path, methods: Sequence[str] = METHODS, layer: str
     run = Run(Path(run_dir))
     methods = [check_method(m) for m in methods]
     model_name = run.read_config()["model"].get("name", "edvis-resnet18")
-    layer_name, _ = layer_path(model_name, layer)
+    image_size = int(run.read_config()["model"].get("image_size", 64))
+    layer_name, _ = layer_path(model_name, layer, image_size)
+    steps = cascade(model_name, image_size)
     epochs = run.checkpoint_epochs()
     if not epochs:
         raise RunError(f"no checkpoints in {run.checkpoint_dir} (run `edvis train` first)")
     manifest = RenderStore(run.render_dir).manifest()
     index = image_subset(np.asarray(manifest["val"]["labels"], np.int64), images, seed)
     meta = {"format": SANITY_FORMAT, "epoch": epochs[-1], "checkpoint_sha256": digest.recorded_digest(run.checkpoint(epochs[-1])),
-            "methods": [*methods, OWN], "steps": ["original"] + [name for name, _ in CASCADE[model_name]],
+            "methods": [*methods, OWN], "steps": ["original"] + [name for name, _ in steps],
             "layer": layer_name, "images": len(index), "seed": seed, "init": INIT}
     if _up_to_date(sanity_path(run), meta):
         log.info(f"explain: sanity checks of epoch {epochs[-1]} up to date ({sanity_path(run)})")
@@ -126,7 +138,7 @@ def sanity_run(run_dir: str | Path, methods: Sequence[str] = METHODS, layer: str
     start = time.monotonic()
     for t, step in enumerate(meta["steps"]):
         if t:
-            randomise(wrapped.model.get_submodule(dict(CASCADE[model_name])[step]), seed * 1000 + t)
+            randomise(wrapped.model.get_submodule(dict(steps)[step]), seed * 1000 + t)
         for m, method in enumerate([*methods, OWN]):
             maps[m, t] = _maps(wrapped.model, model_name, method, layer_name, x, labels, size, batch_size or 64)
             if t == 0:

@@ -138,7 +138,7 @@ def _plan(run: Run, method: str, layer: str | None, images: int | None, seed: in
     check_method(method)
     config = run.read_config()
     model_name = config["model"].get("name", "edvis-resnet18")
-    layer_name, _ = layer_path(model_name, layer)
+    layer_name, _ = layer_path(model_name, layer, int(config["model"].get("image_size", 64)))
     epochs = run.checkpoint_epochs()
     if not epochs:
         raise RunError(f"no checkpoints in {run.checkpoint_dir} (run `edvis train` first)")

@@ -18,8 +18,9 @@ from edvis.models.networks import (
     build_model,
     load_pretrained,
 )
+from edvis.models.torchvision_cam import HeadError, TorchvisionCam, torchvision_taps
 
 __all__ = [
     "MODEL_NAMES", "TINY_MEAN", "TINY_STD", "VARIANTS", "CamNet", "ClassMapDecoder", "EncoderDecoderNet", "ModelConfig",
-    "PretrainedError", "Uint8Input", "build_model", "load_pretrained",
+    "HeadError", "PretrainedError", "TorchvisionCam", "Uint8Input", "build_model", "load_pretrained", "torchvision_taps",
 ]

@@ -34,6 +34,7 @@ from edvis.errors import EdvisError, UsageError
 
 VARIANTS = ("paper", "author")
 MODEL_NAMES = ("edvis-resnet18", "cam-resnet18")
+TORCHVISION = "torchvision:"  # --model torchvision:NAME: edvis.models.torchvision_cam
 
 # Tiny ImageNet channel statistics, as in the author's code.
 TINY_MEAN = (0.4802, 0.4481, 0.3975)
@@ -56,20 +57,31 @@ class ModelConfig:
     std: tuple[float, float, float] = TINY_STD
 
     def __post_init__(self) -> None:
-        if self.name not in MODEL_NAMES:
-            raise UsageError(f"model name must be one of {MODEL_NAMES}, got {self.name!r}")
+        if self.name.startswith(TORCHVISION):
+            from edvis.models.torchvision_cam import check_name
+
+            check_name(self.name)
+        elif self.name not in MODEL_NAMES:
+            raise UsageError(f"model name must be one of {MODEL_NAMES} or torchvision:NAME, got {self.name!r}")
         if self.variant not in VARIANTS:
             raise UsageError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.num_classes < 1:
             raise UsageError(f"num_classes must be positive, got {self.num_classes}")
-        if self.image_size % 32:
+        if self.image_size < 32:
+            raise UsageError(f"image_size must be 32 or more, got {self.image_size}")
+        if self.name == "edvis-resnet18" and self.image_size % 32:
             raise UsageError(f"image_size must be a multiple of 32, got {self.image_size}")
 
     @property
     def map_size(self) -> int:
-        """Side of the square maps the model returns: H/8 for edvis, H/32 for the CAM baseline."""
+        """Side of the square maps the model returns: H/8 for edvis, the last feature map's for the
+        CAM models (ceil(H/32) for ResNet-18; a torchvision model's found by a shape-only probe)."""
+        if self.name.startswith(TORCHVISION):
+            from edvis.models.torchvision_cam import probe
+
+            return probe(self.name, self.image_size)[0]
         if self.name == "cam-resnet18":
-            return self.image_size // 32  # the last convolutional features
+            return -(-self.image_size // 32)  # the last convolutional features: five stride-2 steps
         return self.image_size // 8  # encoder /32, decoder ×4
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +181,10 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
     """Build the network named by ``config`` (a ModelConfig or its ``to_dict()``)."""
     if isinstance(config, dict):
         config = ModelConfig.from_dict(config)
+    if config.name.startswith(TORCHVISION):
+        from edvis.models.torchvision_cam import TorchvisionCam
+
+        return TorchvisionCam(config)
     if config.name == "cam-resnet18":
         return CamNet(config)
     return EncoderDecoderNet(config)
@@ -283,23 +299,29 @@ def pretrained_state(spec: str) -> tuple[dict[str, Tensor], str]:
                 f"{cache} or pass --pretrained PATH to a local ResNet-18 state dict"
             ) from None
         return state, "torchvision ResNet18_Weights.IMAGENET1K_V1"
+    return read_state_dict(spec, "a ResNet-18 state dict"), str(Path(spec).expanduser())
+
+
+def read_state_dict(spec: str, what: str) -> Any:
+    """What ``torch.load`` reads (weights only) from the file ``--pretrained spec`` names."""
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise PretrainedError(
-            f"--pretrained: {path} is not a file (give 'imagenet' or the path of a ResNet-18 state dict)"
-        )
+        raise PretrainedError(f"--pretrained: {path} is not a file (give 'imagenet' or the path of {what})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (unpickling fails in many ways: all mean "not readable")
         raise PretrainedError(f"--pretrained: cannot read a state dict from {path}: {e}") from None
-    return state, str(path)
 
 
 def load_pretrained(model: nn.Module, spec: str) -> str:
     """Start ``model``'s encoder from the weights ``spec`` names (see :func:`pretrained_state`).
 
-    Returns a description of the weights loaded.
+    Returns a description of the weights loaded. A torchvision model starts from its own weights
+    (:meth:`TorchvisionCam.load_pretrained`).
     """
+    own = getattr(model, "load_pretrained", None)
+    if own is not None:
+        return str(own(spec))
     state, source = pretrained_state(spec)
     load_encoder_weights(model, state, source)
     return source

@@ -282,14 +282,16 @@ def complete_epochs(store: RenderStore, exported: list[int]) -> list[int]:
 def same_validation_set(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two store manifests describe the same validation set: the same dataset
     fingerprint (which must be there) and the same validation files, labels and boxes, in the
-    same order. A manifest without boxes reads as one whose images have none."""
+    same order. A manifest without boxes reads as one whose images have none. Boxes are in the
+    pixels of the images as rendered, so two stores rendered at different image sizes compare
+    their files and labels only (the fingerprint covers the boxes as annotated)."""
     fingerprint = a.get("dataset", {}).get("fingerprint")
     if fingerprint is None or fingerprint != b.get("dataset", {}).get("fingerprint"):
         return False
     va, vb = a.get("val", {}), b.get("val", {})
     if va.get("files") != vb.get("files") or va.get("labels") != vb.get("labels"):
         return False
-    return _boxes(va) == _boxes(vb)
+    return a.get("image_size") != b.get("image_size") or _boxes(va) == _boxes(vb)
 
 
 def _boxes(val: dict[str, Any]) -> list[Any]:

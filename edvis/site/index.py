@@ -96,7 +96,8 @@ def run_page(src: Sources, models: list[Model], settings: list[SettingPage], inp
     loc = src.analysis.models() if src.analysis.has_boxes() else []
     return RunPage(
         dataset_name=local_name(str(ds.root)), layout=ds.layout,
-        model_text=(run.model_name or MISSING) + (f", variant {run.variant}" if run.variant else ""),
+        model_text=(run.model_name or MISSING) + (f", variant {run.variant}" if run.variant else "")
+        + f"; maps {ds.map_size}×{ds.map_size} at {ds.image_size} × {ds.image_size} px images",
         precision_text=PRECISION_TEXT.get(precision_of(src), precision_of(src)),
         recipe_text=run.recipe or MISSING,
         epochs_text=f"{len(run.metrics)} trained{planned}; {len(epochs)} rendered ({epochs[0]}–{epochs[-1]})",

@@ -66,9 +66,9 @@ def _summary(a: np.ndarray) -> dict[str, Any]:
     act = a.astype(np.float32)
     chosen = picks.top_channels(act, LAYER_CHANNELS)
     mean = act.mean(axis=0)
-    grids = np.stack([picks.scale_minmax(act[ch]) for ch in chosen] + [picks.scale_minmax(mean)])
+    grids = np.stack([picks.scale_minmax(picks.block_mean(g)) for g in [*(act[ch] for ch in chosen), mean]])
     return {
-        "h": int(act.shape[1]), "w": int(act.shape[2]), "channels": chosen,
+        "h": int(grids.shape[1]), "w": int(grids.shape[2]), "channels": chosen,
         "means": [round(float(act[ch].mean()), 4) for ch in chosen],
         "range": [[round(float(act[ch].min()), 4), round(float(act[ch].max()), 4)] for ch in chosen]
         + [[round(float(mean.min()), 4), round(float(mean.max()), 4)]],

@@ -104,3 +104,22 @@ def scale_minmax(x: np.ndarray) -> np.ndarray:
     if hi <= lo:
         return np.zeros(v.shape, dtype=np.uint8)
     return np.rint((v - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+# Largest side of a layer's grid in the data file: the canvases are 40 and 96 px, so the larger
+# outputs of large images (a ResNet's 112 × 112 stem at 224 px) are block-averaged to this or less.
+LAYER_GRID_MAX = 48
+
+
+def block_mean(x: np.ndarray, cap: int = LAYER_GRID_MAX) -> np.ndarray:
+    """(…, h, w) averaged over k × k blocks, k = ceil(max(h, w) / cap), the edge blocks over the
+    pixels they hold; unchanged when both sides are ``cap`` or less."""
+    h, w = x.shape[-2:]
+    k = -(-max(h, w) // cap)
+    if k == 1:
+        return x
+    hh, ww = -(-h // k) * k, -(-w // k) * k
+    pad = [(0, 0)] * (x.ndim - 2) + [(0, hh - h), (0, ww - w)]
+    total = np.pad(x.astype(np.float64), pad).reshape(*x.shape[:-2], hh // k, k, ww // k, k).sum(axis=(-3, -1))
+    count = np.pad(np.ones((h, w)), pad[-2:]).reshape(hh // k, k, ww // k, k).sum(axis=(1, 3))
+    return total / count

@@ -24,6 +24,21 @@ from edvis.site.writing import Writer, building
 
 SPRITE_COLUMNS = 10  # Tiny ImageNet has 50 validation images per class: a 10 x 5 sheet
 MAP_ALPHA = 0.5
+# Side of an image in a sprite sheet at most: the largest canvas that shows one (TILE_PX). Larger
+# images are reduced (Lanczos) to this, so a 224-px class sheet weighs what a 128-px one does.
+SPRITE_MAX_PX = 128
+
+
+def sprite_px(image_size: int) -> int:
+    """Side of one image in the sprite sheets of a site whose images are ``image_size`` px."""
+    return min(image_size, SPRITE_MAX_PX)
+
+
+def reduce_images(pixels: np.ndarray, side: int) -> np.ndarray:
+    """(K, H, W, 3) uint8 images resized to side × side (unchanged when already that size)."""
+    if pixels.shape[1:3] == (side, side):
+        return pixels
+    return np.stack([np.asarray(Image.fromarray(p).resize((side, side), Image.Resampling.LANCZOS)) for p in pixels])
 
 
 class Images:
@@ -75,7 +90,8 @@ def pack_data(pack: Pack, image_size: int) -> dict[str, Any]:
     data: dict[str, Any] = {
         "epochs": pack.epochs,
         "map_size": int(pack.maps.shape[-1]),
-        "image_size": image_size,
+        "image_size": image_size,  # the pixel grid of boxes and peaks
+        "sprite_px": sprite_px(image_size),  # an image's side in the sprite sheet
         "columns": SPRITE_COLUMNS,
         "alpha": MAP_ALPHA,
         "sprite": pack.sprite_id,
@@ -99,6 +115,7 @@ def write_pack(writer: Writer, pack: Pack, images: Images) -> None:
     """``data/<key>.png`` (the sprite sheet) and ``data/<key>.js`` (the maps), for one data object."""
     if pack.has_sprite:
         with building(writer.path(pack.sprite)):  # a validation image that cannot be read names the sheet
-            writer.file(pack.sprite, sheet_png(sprite_pixels(pack, images), SPRITE_COLUMNS))
+            pixels = reduce_images(sprite_pixels(pack, images), sprite_px(images.dataset.image_size))
+            writer.file(pack.sprite, sheet_png(pixels, SPRITE_COLUMNS))
     with building(writer.path(pack.js)):
         writer.data(pack.key, pack_data(pack, images.dataset.image_size), pack.js)

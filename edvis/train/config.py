@@ -33,7 +33,7 @@ class TrainConfig:
     cutmix: float = 0.0  # probability that a batch is CutMix-ed
     mosaic: float = 0.0  # probability that a batch becomes quarter mosaics with per-quarter targets
     seed: int = 0
-    pretrained: str = ""  # "" (from scratch), "imagenet", or the path of a ResNet-18 state dict
+    pretrained: str = ""  # "" (from scratch), "imagenet", or the path of a state dict of the architecture
 
     def __post_init__(self) -> None:
         checks = {

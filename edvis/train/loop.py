@@ -266,6 +266,8 @@ def _prepare(
     mc = ModelConfig(num_classes=ds.num_classes, **model_config)
     if cfg.batch_size % processes:
         raise UsageError(f"--batch-size {cfg.batch_size} must be a multiple of the number of processes ({processes})")
+    if cfg.mosaic > 0 and mc.image_size % 2:
+        raise UsageError(f"--mosaic needs an even --image-size, to halve the images into quarters; got {mc.image_size}")
     if cfg.mosaic > 0 and mc.map_size % 2:
         raise UsageError(f"--mosaic needs maps whose side is even, to split them into quarters; {mc.name} at "
                          f"{mc.image_size} px has {mc.map_size}×{mc.map_size} maps (use --mosaic 0 or another --image-size)")
@@ -293,7 +295,8 @@ def _build(s: _Setup) -> _Model:
     model = build_model(s.mc)
     if s.cfg.pretrained and not s.done:  # a resumed run continues from its checkpoint instead
         # Before anything is written: weights that cannot be had leave no run behind.
-        s.say(f"encoder starts from {load_pretrained(model, s.cfg.pretrained)}")
+        part = "network" if s.mc.name.startswith("torchvision:") else "encoder"
+        s.say(f"{part} starts from {load_pretrained(model, s.cfg.pretrained)}")
     if s.main:
         s.run.write_config(s.wanted)
     model.to(s.device)

@@ -2,7 +2,7 @@
  * the class index, and steps the layers page through epochs.
  *
  * Data comes from data/common.js (EDVIS.names, EDVIS.lut) and from one data object per page,
- * EDVIS[key] = {epochs, map_size, image_size, columns, alpha, sprite, shape, maps, ...}, loaded
+ * EDVIS[key] = {epochs, map_size, image_size, sprite_px, columns, alpha, sprite, shape, maps, ...}, loaded
  * by <script> tags so the pages also work when opened from disk. maps is base64 of uint8 maps
  * of shape (sequences, epochs, S, S), each map scaled to its own maximum; sprite is the id of an
  * <img> holding the images in a grid of `columns` columns.
@@ -74,7 +74,8 @@
     var seq = canvas.getAttribute("data-seq");
     var e = Number(canvas.getAttribute("data-epoch-index") || 0);
     var sprite = document.getElementById(data.sprite);
-    var size = data.image_size;
+    var size = data.image_size;  // boxes and peaks are in image pixels
+    var side = data.sprite_px || size;  // an image's side in the sprite sheet
     var scale = canvas.width / size;
     ctx.globalAlpha = 1;
     ctx.clearRect(0, 0, canvas.width, canvas.height);
@@ -85,7 +86,7 @@
       var row = Math.floor(c / data.columns);
       ctx.imageSmoothingEnabled = true;
       ctx.imageSmoothingQuality = "high";
-      ctx.drawImage(sprite, col * size, row * size, size, size, 0, 0, canvas.width, canvas.height);
+      ctx.drawImage(sprite, col * side, row * side, side, side, 0, 0, canvas.width, canvas.height);
       drewImage = true;
     }
     if (seq !== null && data.shape[0] > Number(seq)) {

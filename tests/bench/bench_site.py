@@ -9,6 +9,11 @@ shape, drawn from a fixed seed), a config.json, an 80-epoch metrics.jsonl and ``
 analysis.json (made once, not timed). The simulated clean units hold no top-5 maps, so the
 galleries show top-1 maps; there is no layers file and no second run to compare with. Each
 build runs in its own process and is timed as a whole.
+
+The 224-px case: the same 200 classes × 50 validation images, 224×224 JPEGs and 7×7 maps (a
+ResNet's at 224 px), its own store under ``$EDVIS_FULLSTORE-224``. ``EDVIS_BENCH_224=E,S`` sets
+its epochs and settings (default 80,9, the full size; 0 skips it); a smaller store measures the
+sizes, which ``docs/own-model.md`` extrapolates to 80 epochs.
 """
 
 from __future__ import annotations
@@ -37,24 +42,26 @@ PAGE_BYTES = 2e6
 PEAK_MB = 500.0  # readers stream one class or page at a time
 
 
-def write_images(data: Path, files: list[str], seed: int = 0) -> None:
-    """The validation images the manifest names, if not there yet: 64×64 JPEGs that compress
+def write_images(data: Path, files: list[str], seed: int = 0, size: int = 64) -> None:
+    """The validation images the manifest names, if not there yet: size × size JPEGs that compress
     like photos (a smooth 4×4 colour field upsampled, a darker disc, a little noise)."""
     marker = data / "complete.json"
-    if marker.exists() and json.loads(marker.read_text()) == {"images": len(files), "seed": seed}:
+    want = {"images": len(files), "seed": seed, **({"size": size} if size != 64 else {})}
+    if marker.exists() and json.loads(marker.read_text()) == want:
         return
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:64, 0:64]
+    yy, xx = np.mgrid[0:size, 0:size]
+    k = size / 64
     for rel in files:
         field = rng.integers(0, 256, (4, 4, 3)).astype(np.uint8)
-        image = np.asarray(Image.fromarray(field).resize((64, 64), Image.Resampling.BICUBIC), dtype=np.float64)
-        cx, cy, r = rng.integers(12, 52, 2).tolist() + [int(rng.integers(6, 16))]
+        image = np.asarray(Image.fromarray(field).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float64)
+        cx, cy, r = [int(k * v) for v in rng.integers(12, 52, 2).tolist() + [int(rng.integers(6, 16))]]
         image[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] *= 0.4
         image += rng.normal(0, 4, image.shape)
         path = data / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=90)
-    marker.write_text(json.dumps({"images": len(files), "seed": seed}))
+    marker.write_text(json.dumps(want))
 
 
 def write_layout(data: Path, manifest: dict) -> None:
@@ -75,9 +82,9 @@ def write_layout(data: Path, manifest: dict) -> None:
             shutil.copyfile(first, image)
 
 
-def write_run_files(root: Path, epochs: int = 80) -> None:
+def write_run_files(root: Path, epochs: int = 80, model: str = "edvis-resnet18", image_size: int = 64) -> None:
     """config.json and metrics.jsonl of an 80-epoch run of the author's recipe."""
-    config = {"model": {"name": "edvis-resnet18", "variant": "author", "num_classes": 200, "image_size": 64},
+    config = {"model": {"name": model, "variant": "author", "num_classes": 200, "image_size": image_size},
               "train": {"recipe": "author", "epochs": epochs, "batch_size": 100, "optimizer": "sgd", "lr": 1e-4},
               "dataset": {"root": str(root / "data"), "layout": "simulated"}}
     (root / "config.json").write_text(json.dumps(config, indent=1))  # the store names no dataset folder: this one
@@ -87,11 +94,11 @@ def write_run_files(root: Path, epochs: int = 80) -> None:
     (root / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def build(out: Path) -> tuple[float, float, str]:
+def build(out: Path, run: Path = RUN) -> tuple[float, float, str]:
     """Seconds, peak RSS (MB) and log of one `edvis site` process into ``out`` (emptied first)."""
     shutil.rmtree(out, ignore_errors=True)
     t = time.monotonic()
-    rss, proc = edvis_child("site", "--run", str(RUN), "--out", str(out))
+    rss, proc = edvis_child("site", "--run", str(run), "--out", str(out))
     return time.monotonic() - t, rss, proc.stderr
 
 
@@ -113,45 +120,71 @@ def class_page_bytes(out: Path, files: dict[str, tuple[int, str]]) -> tuple[int,
     return worst
 
 
-def run() -> list[dict]:
-    check_space(1.5e9, "two sites about")
-    t = time.monotonic()
-    store = make_full_store(ROOT)
-    RUN.mkdir(parents=True, exist_ok=True)
-    if not (RUN / "render").exists():
-        (RUN / "render").symlink_to(store.root.resolve(), target_is_directory=True)
-    write_images(RUN / "data", store.manifest()["val"]["files"])
-    write_layout(RUN / "data", store.manifest())
-    store = make_full_store(ROOT, fingerprint=open_dataset(RUN / "data").fingerprint())  # the site checks it
-    write_run_files(RUN)
-    edvis_child("analyze", "--run", str(RUN))
-    print(f"bench: full-size run ready in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
+def prepare(run_dir: Path, store_root: Path, image_size: int = 64, map_size: int = 8, epochs: int = 80,
+            settings: int = 9, model: str = "edvis-resnet18") -> None:
+    """The run folder of a simulated full-size run, analysed (not timed)."""
+    store = make_full_store(store_root, epochs=epochs, settings=settings, image_size=image_size, map_size=map_size)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "render").exists():
+        (run_dir / "render").symlink_to(store.root.resolve(), target_is_directory=True)
+    write_images(run_dir / "data", store.manifest()["val"]["files"], size=image_size)
+    write_layout(run_dir / "data", store.manifest())
+    make_full_store(store_root, epochs=epochs, settings=settings, image_size=image_size, map_size=map_size,
+                    fingerprint=open_dataset(run_dir / "data").fingerprint())  # the site checks it
+    write_run_files(run_dir, epochs, model, image_size)
+    edvis_child("analyze", "--run", str(run_dir))
 
-    first, rss, log = build(OUT / "a")
-    print(f"bench: site built in {first:.0f}s, peak RSS {rss:.0f} MB", file=sys.stderr, flush=True)
-    a = tree(OUT / "a")
-    second, _, _ = build(OUT / "b")
-    b = tree(OUT / "b")
+
+def measure(run_dir: Path, out: Path, what: str) -> list[dict]:
+    """Two builds of ``run_dir``'s site: the rows of the table, each named after ``what``."""
+    first, rss, log = build(out / "a", run_dir)
+    print(f"bench: {what} site built in {first:.0f}s, peak RSS {rss:.0f} MB", file=sys.stderr, flush=True)
+    a = tree(out / "a")
+    second, _, _ = build(out / "b", run_dir)
+    b = tree(out / "b")
     size = sum(s for s, _ in a.values())
-    page, name = class_page_bytes(OUT / "a", a)
+    page, name = class_page_bytes(out / "a", a)
     same = a == b
     differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if differ:
         print(f"bench: builds differ in {len(differ)} file(s), e.g. {differ[:5]}", file=sys.stderr)
     return [
-        {"benchmark": "site: full-size build (s)", "measured": f"{first:.0f} s (again: {second:.0f} s), peak RSS {rss:.0f} MB",
+        {"benchmark": f"site: {what} build (s)", "measured": f"{first:.0f} s (again: {second:.0f} s), peak RSS {rss:.0f} MB",
          "ratio": first / BUILD_S, "target": f"≤ {BUILD_S:.0f} s", "met": first <= BUILD_S},
-        {"benchmark": "site: full-size build peak memory (MB RSS)", "measured": f"{rss:.0f} MB",
+        {"benchmark": f"site: {what} build peak memory (MB RSS)", "measured": f"{rss:.0f} MB",
          "ratio": rss / PEAK_MB, "target": f"≤ {PEAK_MB:.0f} MB", "met": rss <= PEAK_MB},
-        {"benchmark": "site: size of the full-size site (MB)", "measured": f"{size / 1e6:.0f} MB",
+        {"benchmark": f"site: size of the {what} site (MB)", "measured": f"{size / 1e6:.0f} MB",
          "ratio": size / SITE_BYTES, "target": "≤ 1000 MB", "met": size <= SITE_BYTES},
-        {"benchmark": "site: files in the full-size site", "measured": f"{len(a)} files",
+        {"benchmark": f"site: files in the {what} site", "measured": f"{len(a)} files",
          "ratio": len(a) / SITE_FILES, "target": f"≤ {SITE_FILES}", "met": len(a) <= SITE_FILES},
-        {"benchmark": "site: heaviest class page with all it loads (MB)", "measured": f"{page / 1e6:.2f} MB ({name})",
+        {"benchmark": f"site: {what} heaviest class page with all it loads (MB)", "measured": f"{page / 1e6:.2f} MB ({name})",
          "ratio": page / PAGE_BYTES, "target": "≤ 2 MB", "met": page <= PAGE_BYTES},
-        {"benchmark": "site: two builds byte-identical", "measured": "identical" if same else f"{len(differ)} differ",
+        {"benchmark": f"site: {what} two builds byte-identical", "measured": "identical" if same else f"{len(differ)} differ",
          "ratio": None, "target": "identical", "met": same},
     ]
+
+
+def run() -> list[dict]:
+    check_space(1.5e9, "two sites about")
+    t = time.monotonic()
+    prepare(RUN, ROOT)
+    print(f"bench: full-size run ready in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
+    rows = measure(RUN, OUT, "full-size")
+    return rows + run_224()
+
+
+def run_224() -> list[dict]:
+    """The 224-px case (``EDVIS_BENCH_224``: its epochs and settings, or 0 to skip it)."""
+    spec = os.environ.get("EDVIS_BENCH_224", "80,9")
+    if spec.strip() == "0":
+        return []
+    epochs, settings = (int(v) for v in spec.split(","))
+    t = time.monotonic()
+    prepare(BENCH / "site-run-224", Path(f"{ROOT}-224"), image_size=224, map_size=7, epochs=epochs,
+            settings=settings, model="torchvision:resnet50")
+    print(f"bench: 224-px run ready in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
+    what = "224-px" + ("" if (epochs, settings) == (80, 9) else f" ({epochs} epochs × {settings} settings)")
+    return measure(BENCH / "site-run-224", BENCH / "site-224", what)
 
 
 if __name__ == "__main__":

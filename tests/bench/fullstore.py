@@ -71,7 +71,7 @@ def check_space(extra: float, hint: str) -> int:
 def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, epochs: int = 80,
                     settings: int = 9, seed: int = 0,
                     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
-                    fingerprint: str | None = None) -> RenderStore:
+                    fingerprint: str | None = None, image_size: int = IMAGE_SIZE, map_size: int = MAP_SIZE) -> RenderStore:
     """Write (or reuse) the simulated store under ``root/render`` and return it.
 
     ``fingerprint`` is that of a dataset folder written for the store's validation index (the
@@ -81,6 +81,8 @@ def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, 
         raise ValueError(f"settings must be in [1, {len(SETTINGS)}], got {settings}")
     root = Path(root)
     params = {"classes": classes, "images": images, "epochs": epochs, "settings": settings, "seed": seed}
+    if (image_size, map_size) != (IMAGE_SIZE, MAP_SIZE):  # (the default store's marker predates them)
+        params.update(image_size=image_size, map_size=map_size)
     marker = root / "simulated.json"
     if marker.exists() and json.loads(marker.read_text()) != params:
         raise ValueError(f"{root} holds a simulated store made with {marker.read_text().strip()}, not {params}")
@@ -88,10 +90,10 @@ def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, 
 
     rng = np.random.default_rng([seed, 0])
     labels = rng.permutation(np.arange(images) % classes)
-    x0 = rng.integers(0, IMAGE_SIZE - 16, images)
-    y0 = rng.integers(0, IMAGE_SIZE - 16, images)
-    x1 = np.minimum(x0 + rng.integers(8, IMAGE_SIZE, images), IMAGE_SIZE - 1)
-    y1 = np.minimum(y0 + rng.integers(8, IMAGE_SIZE, images), IMAGE_SIZE - 1)
+    x0 = rng.integers(0, image_size - 16, images)
+    y0 = rng.integers(0, image_size - 16, images)
+    x1 = np.minimum(x0 + rng.integers(8, image_size, images), image_size - 1)
+    y1 = np.minimum(y0 + rng.integers(8, image_size, images), image_size - 1)
     speed = rng.uniform(0.3, 1.5, classes)  # how fast each class is learned
     store = RenderStore(root / "render")
     if store.manifest_path.exists():
@@ -106,8 +108,8 @@ def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, 
                     "wnids": [f"n{c:08d}" for c in range(classes)], "names": [f"class {c}" for c in range(classes)]},
         "val": {"files": [f"val/images/val_{i}.JPEG" for i in range(images)], "labels": labels.tolist(),
                 "boxes": np.stack([x0, y0, x1, y1], axis=1).tolist()},
-        "image_size": IMAGE_SIZE,
-        "map_size": MAP_SIZE,
+        "image_size": image_size,
+        "map_size": map_size,
     })
     todo = [Unit(s, e) for s in SETTINGS[:settings] for e in range(1, epochs + 1)]
     todo = [u for u in todo if not store.path(u).exists()]
@@ -123,7 +125,7 @@ def make_full_store(root: str | Path, classes: int = 200, images: int = 10_000, 
         k5 = min(5, classes)
         top = np.argpartition(-probs, k5 - 1, axis=1)[:, :k5]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(probs, top, axis=1), axis=1), axis=1)
-        maps = r.random((2, images, MAP_SIZE, MAP_SIZE), dtype=np.float32)  # (2, N, S, S)
+        maps = r.random((2, images, map_size, map_size), dtype=np.float32)  # (2, N, S, S)
         store.write(unit, {
             "probs": probs.astype(np.float16),
             "top5": top.astype(np.int16),

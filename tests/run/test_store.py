@@ -62,6 +62,12 @@ def test_same_validation_set_holds_for_equal_sets_whatever_else_differs():
     # A manifest without boxes reads as one whose images have none.
     unboxed = changed(lambda m: m["val"].update(boxes=[None, None, None]))
     assert same_validation_set(unboxed, changed(lambda m: m["val"].pop("boxes")))
+    # Rendered at another image size: boxes in other pixels, the same images and labels.
+    larger = changed(lambda m: (m.update(image_size=224),
+                                m["val"].update(boxes=[b and [3 * v for v in b] for b in m["val"]["boxes"]])))
+    assert larger["val"]["boxes"] != a["val"]["boxes"]
+    assert same_validation_set(a, larger) and same_validation_set(larger, a)
+    assert not same_validation_set(a, changed(lambda m: (m.update(image_size=224), m["val"]["labels"].reverse())))
 
 
 @pytest.mark.parametrize("edit", [

@@ -387,6 +387,10 @@ def test_index_shows_run_hashes_and_epoch_accuracy(site: Path, runs: dict[str, P
     assert [r[2] for r in body] == ["20.00%", "40.00%", "60.00%"]
     assert "★" in body[2][1] and "★" not in body[0][1]  # the best epoch is marked
     assert "&lt;b&gt;not bold&lt;/b&gt;" in html  # config values are text
+    # The header of every page and the run's facts name the map resolution (8×8 maps of 64-px images).
+    assert "edvis-resnet18 (paper) · 8×8 maps at 64 px · 6 classes" in html
+    assert "maps 8×8 at 64 × 64 px images" in html
+    assert "8×8 maps at 64 px" in (site / "compare.html").read_text(encoding="utf-8")  # on every page
 
 
 def test_no_page_names_a_path_of_the_building_machine(site: Path, runs: dict[str, Path]) -> None:
@@ -763,6 +767,7 @@ def test_compare_page_maps_peaks_and_numbers(site: Path) -> None:
         assert c["data-peak"] == ("7 7" if n % 2 == 0 else "55 7")
     data = data_object(site, "compare-b")
     assert data["map_size"] == 2 and data["sprite"] == "sprite-compare-a"
+    assert data["image_size"] == 64 and data["sprite_px"] == 64  # 64-px images kept whole in the sheet
 
 
 def test_compare_refuses_another_validation_set(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -66,3 +66,16 @@ def test_top_channels_and_minmax() -> None:
     assert picks.top_channels(act, 3) == [1, 2, 3]  # ties: lower channel first
     np.testing.assert_array_equal(picks.scale_minmax(np.array([[-1.0, 1.0], [0.0, 3.0]])), [[0, 128], [64, 255]])
     np.testing.assert_array_equal(picks.scale_minmax(np.full((2, 2), 5.0)), np.zeros((2, 2)))
+
+
+def test_large_layer_grids_are_block_averaged_to_at_most_48_a_side() -> None:
+    small = np.arange(48 * 40, dtype=float).reshape(48, 40)
+    assert picks.block_mean(small) is small  # 48 × 40 fits: kept as it is
+    # 112 × 112 (a ResNet's stem at 224 px): 3 × 3 blocks, the last row and column of blocks one
+    # pixel wide (112 = 37 · 3 + 1), so 38 × 38.
+    x = np.arange(112 * 112, dtype=float).reshape(112, 112)
+    y = picks.block_mean(x)
+    assert y.shape == (38, 38)
+    assert y[0, 0] == (0 + 1 + 2 + 112 + 113 + 114 + 224 + 225 + 226) / 9
+    assert y[37, 37] == 112 * 112 - 1  # the lone corner pixel
+    assert y[0, 37] == (111 + 223 + 335) / 3
