@@ -132,7 +132,8 @@ def cmd_site(a: argparse.Namespace) -> None:
 
     with writer_lock(a.out, "site"):
         index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed,
-                           compare=a.compare, data_root=a.data, base_url=a.base_url)
+                           compare=a.compare, data_root=a.data, base_url=a.base_url,
+                           try_epochs=a.try_epochs)
     log.info(f"site: {index}")
 
 
@@ -354,6 +355,10 @@ def _add_site(sub: argparse._SubParsersAction) -> None:
                    help="dataset folder, if it moved since rendering (default: the one in RUN/render/manifest.json)")
     w.add_argument("--base-url", default="", metavar="URL",
                    help="address the site will be hosted at; makes the figures' citation lines absolute")
+    w.add_argument("--try-epochs", metavar="SPEC",
+                   help="epochs whose ONNX files the Try it page ships (about 45 MB each for ResNet-18): none, all, "
+                   "or a comma list of numbers, first and last (default: the final epoch and two more, evenly spaced, "
+                   "among those exported)")
     w.set_defaults(func=cmd_site)
 
 

@@ -20,6 +20,8 @@ OUT/
   faithfulness.html            deletion, insertion and Average Drop of every method and the two
                                references, over the epochs (when ``edvis faithfulness`` measured them)
   figures.html                 every figure for papers: PNG (2x), SVG, data, citation line
+  try.html                     the model of a few shipped epochs in the browser (onnxruntime-web):
+                               models/epoch_NNN.onnx, vendor/onnxruntime-web/, data/try.js (trypage.py)
   inputs.sha256                every file of the run the site was made from, with the sha256 of
                                the bytes read (``sha256sum -c`` checks a run against it)
   figures/<name>.{png,svg,csv|json}
@@ -59,6 +61,7 @@ from edvis.site.read_compare import Model, read_methods, this_model
 from edvis.site.read_store import CLEAN
 from edvis.site.sources import Sources, read_sources
 from edvis.site.sprites import Images, write_pack
+from edvis.site.trypage import plan_try, write_try
 from edvis.site.views import ClassRef
 from edvis.site.views_pages import ClassRow, SettingPage
 from edvis.site.writing import SMALL_PX, TILE_PX, Writer, js_assign, legend_gradient
@@ -76,6 +79,7 @@ def build_site(
     compare: Path | None = None,
     data_root: Path | None = None,
     base_url: str = "",
+    try_epochs: str | None = None,
 ) -> Path:
     """Build the static site of the run in ``run_dir`` into ``out_dir``; return its index.html.
 
@@ -83,22 +87,25 @@ def build_site(
     ``seed`` fixes every random choice (timelines, galleries, perturbation rows, compared images).
     ``compare`` is another run rendered on the same validation set (e.g. the CAM baseline),
     shown beside this one. ``data_root`` is the dataset folder when it moved since rendering.
-    ``base_url``, when given, makes the figures' citation lines absolute. Files already in
-    ``out_dir`` that this build does not write are left alone.
+    ``base_url``, when given, makes the figures' citation lines absolute. ``try_epochs`` names the
+    epochs whose ONNX files the Try it page ships (default: the final epoch and a few evenly
+    spaced; ``none``: no page). Files already in ``out_dir`` that this build does not write are
+    left alone.
     """
     src = read_sources(Path(run_dir), timeline_images=timeline_images, seed=seed, compare=compare,
                        data_root=data_root, base_url=base_url)
     if Path(out_dir).is_dir():
         atomic.sweep_temps(out_dir)  # what a killed build left behind
-    return write_site(src, Path(out_dir))
+    return write_site(src, Path(out_dir), try_epochs=try_epochs)
 
 
-def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
+def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epochs: str | None = None) -> Path:
     """Make and write every page of the site of ``src`` into ``out_dir``; return index.html's path.
 
     Without ``draw_figures`` the figures are listed and linked but not drawn (they take most
-    of the time).
+    of the time). ``try_epochs``: see :func:`build_site`.
     """
+    shipped = plan_try(src, try_epochs)
     out_dir = Path(out_dir).resolve()
     lut = plots.viridis_lut()
     writer = Writer(out_dir, {"legend": legend_gradient(lut), "tile_px": TILE_PX, "small_px": SMALL_PX,
@@ -119,9 +126,12 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
     writer.common["site"] = index.site_view(src, layers is not None, src.compared,
                                             faithfulness=src.analysis.faithfulness() is not None
                                             or src.analysis.sanity() is not None,
-                                            methods=bool(list((Path(src.store.root).parent / "explain").glob("*/manifest.json"))))
+                                            methods=bool(list((Path(src.store.root).parent / "explain").glob("*/manifest.json"))),
+                                            try_it=bool(shipped))
     refs = class_refs(src.dataset)
-    rows = _write_classes(writer, src, refs, settings, images)
+    sprites: dict[int, tuple[str, list[int]]] = {}  # class -> its sprite sheet and the images in it
+    rows = _write_classes(writer, src, refs, settings, images, sprites)
+    try_it = write_try(writer, src, shipped, sprites) if shipped else None
 
     methods = read_methods(Run(Path(src.store.root).parent), src.clean.final_epoch, src.dataset.num_val, method_label)
     compare = compare_page(src, models[0], models[1:] + methods) if len(models) > 1 or methods else None
@@ -142,18 +152,23 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
         log.info(f"site: drawing {len(catalogue.entries)} figure(s)")
         figures.draw(pages, catalogue, writer, images)
     _write_pages(writer, src, pages, models)
+    if try_it is not None:
+        writer.page("try.html", "try.html", t=try_it)
     return writer.path("index.html")
 
 
 def _write_classes(writer: Writer, src: Sources, refs: list[ClassRef], settings: list[SettingPage],
-                   images: Images) -> list[ClassRow]:
-    """Each class's data file and page, one class at a time; returns what classes.html lists."""
+                   images: Images, sprites: dict[int, tuple[str, list[int]]]) -> list[ClassRow]:
+    """Each class's data file and page, one class at a time; returns what classes.html lists and
+    fills ``sprites`` with each class's sprite sheet and the validation indices in it."""
     log.info(f"site: writing {len(refs)} class page(s)")
     entries = src.analysis.class_entries()
     rows = []
     for page in class_pages(src, refs, settings):
         if page.pack is not None:
             write_pack(writer, page.pack, images)
+            if page.pack.has_sprite and not page.pack.perturbation:
+                sprites[page.index] = (page.pack.sprite, list(page.pack.cells))
         writer.page("class.html", page.ref.page, cls=page)
         rows.append(class_row(page, entries.get(page.index, {})))
     return rows
