@@ -184,7 +184,7 @@ def _copy_model(writer: Writer, run: Run, epoch: int, rendered_sha: str) -> TryM
     try:
         data, record = run.read_onnx(epoch)
     except RunError as e:
-        raise SiteError(f"--try-epochs: {e}") from None
+        raise SiteError(f"the Try it page cannot ship epoch {epoch}: {e}") from None
     sha = str(record.get("sha256", ""))
     if rendered_sha and sha != rendered_sha:
         raise SiteError(f"{run.onnx(epoch)} is not the ONNX file the render store was made from "
