@@ -17,7 +17,8 @@ from PIL import Image
 
 from edvis.cli import main
 from edvis.data import load_image
-from tests.conftest import flip
+from edvis.site import read_sources, write_site
+from tests.conftest import flip, logged
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = REPO / "templates" / "vendor" / "node_modules" / "onnxruntime-web" / "package.json"
@@ -27,6 +28,19 @@ needs_runtime = pytest.mark.skipif(not RUNTIME.is_file(), reason="onnxruntime-we
 @pytest.fixture
 def run(rendered_run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(rendered_run, tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def built(rendered_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """(site, log lines) of the rendered run's site with the default Try it page, figures not drawn."""
+    out = tmp_path_factory.mktemp("try-site") / "site"
+    with logged() as lines:
+        write_site(read_sources(rendered_run), out, draw_figures=False)
+    return out, lines
+
+
+def build(run: Path, out: Path, **flags: str) -> None:
+    write_site(read_sources(run), out, draw_figures=False, **flags)
 
 
 def site(capsys: pytest.CaptureFixture[str], run: Path, out: Path, *extra: str) -> tuple[int, str]:
@@ -41,10 +55,9 @@ def try_data(out: Path) -> dict:
 
 
 @needs_runtime
-def test_the_page_ships_the_epochs_onnx_file_and_the_pinned_runtime(capsys, run: Path, tmp_path: Path) -> None:
-    out = tmp_path / "site"
-    code, err = site(capsys, run, out)
-    assert code == 0, err
+def test_the_page_ships_the_epochs_onnx_file_and_the_pinned_runtime(built: tuple[Path, list[str]], rendered_run: Path) -> None:
+    out, said = built
+    run = rendered_run
     assert (out / "models" / "epoch_001.onnx").read_bytes() == (run / "onnx" / "epoch_001.onnx").read_bytes()
     record = json.loads((run / "onnx" / "epoch_001.json").read_text())
     data = try_data(out)
@@ -55,15 +68,15 @@ def test_the_page_ships_the_epochs_onnx_file_and_the_pinned_runtime(capsys, run:
     assert 'href="try.html"' in (out / "index.html").read_text(encoding="utf-8")
     page = (out / "try.html").read_text(encoding="utf-8")
     assert "onnxruntime-web 1.30.0" in page and "models/epoch_001.onnx" in page
-    assert "Try it page: 1 epoch(s) of ONNX" in err
+    assert any("Try it page: 1 epoch(s) of ONNX" in line for line in said)
 
 
 @needs_runtime
-def test_every_validation_image_is_on_a_sprite_cell_with_the_renderers_pixels(capsys, run: Path, tmp_path: Path) -> None:
-    out = tmp_path / "site"
-    assert site(capsys, run, out)[0] == 0
+def test_every_validation_image_is_on_a_sprite_cell_with_the_renderers_pixels(built: tuple[Path, list[str]],
+                                                                               rendered_run: Path) -> None:
+    out = built[0]
     data = try_data(out)
-    manifest = json.loads((run / "render" / "manifest.json").read_text())
+    manifest = json.loads((rendered_run / "render" / "manifest.json").read_text())
     root, files = Path(manifest["dataset"]["root"]), manifest["val"]["files"]
     seen = []
     for entry in data["classes"].values():
@@ -78,9 +91,9 @@ def test_every_validation_image_is_on_a_sprite_cell_with_the_renderers_pixels(ca
     assert data["files"] == files and data["labels"] == manifest["val"]["labels"]
 
 
-def test_try_epochs_none_builds_no_page(capsys, run: Path, tmp_path: Path) -> None:
+def test_try_epochs_none_builds_no_page(rendered_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "site"
-    assert site(capsys, run, out, "--try-epochs", "none")[0] == 0
+    build(rendered_run, out, try_epochs="none")
     assert not (out / "try.html").exists() and not (out / "models").exists()
     assert "try.html" not in (out / "index.html").read_text(encoding="utf-8")
 
@@ -102,10 +115,9 @@ def test_a_damaged_onnx_file_is_refused_not_shipped(capsys, run: Path, tmp_path:
     assert not (out / "models" / "epoch_001.onnx").exists()
 
 
-def test_without_onnx_files_the_site_has_no_try_page_and_says_so(capsys, run: Path, tmp_path: Path) -> None:
+def test_without_onnx_files_the_site_has_no_try_page_and_says_so(said: list[str], run: Path, tmp_path: Path) -> None:
     shutil.rmtree(run / "onnx")
     out = tmp_path / "site"
-    code, err = site(capsys, run, out)
-    assert code == 0, err
-    assert "site: no Try it page: the run has no exported ONNX file of a rendered epoch" in err
+    build(run, out)
+    assert "site: no Try it page: the run has no exported ONNX file of a rendered epoch" in said
     assert not (out / "try.html").exists()
