@@ -20,22 +20,24 @@ from edvis.run import RenderStore, Unit
 from . import harness
 from .test_browser import browser_errors
 
-#: Runs the page's edvisTry.run(request) and returns what the tests compare, as plain JSON.
-RUN = """
-const done = arguments[arguments.length - 1];
+#: A page result as plain JSON: what the tests compare.
+PLAIN = """
 const plain = r => ({logits: r.logits, top5: r.top5, probs: r.probs, maps: r.maps, epoch: r.epoch, store: r.store,
   ms: r.ms, source: r.source, index: r.index,
   layers: r.layers.map(l => ({name: l.name, shape: l.shape, channels: l.channels, mean: Array.from(l.mean)}))});
-window.__plain = plain;
+"""
+#: Runs the page's edvisTry.run(request) and returns its result.
+RUN = PLAIN + """
+const done = arguments[arguments.length - 1];
 edvisTry.run(arguments[0]).then(r => done(plain(r)), e => done({error: String(e)}));
 """
 #: Waits until the page shows a result of ``source`` (and epoch, unless null), then returns it.
-WAIT_FOR = """
+WAIT_FOR = PLAIN + """
 const [done, source, epoch] = [arguments[arguments.length - 1], arguments[0], arguments[1]];
 const deadline = Date.now() + 25000;
 (function wait() {
   const r = window.edvisTry && edvisTry.last;
-  if (r && r.source === source && (epoch === null || r.epoch === epoch)) return done(window.__plain(r));
+  if (r && r.source === source && (epoch === null || r.epoch === epoch)) return done(plain(r));
   if (Date.now() > deadline) return done({error: "no result from " + source});
   setTimeout(wait, 50);
 })();
@@ -150,10 +152,10 @@ def test_an_uploaded_png_is_classified_as_pillow_would_resize_it(page: Any, demo
     src = Image.open(root / files[5]).convert("RGB").resize((101, 77), Image.Resampling.NEAREST)
     upload = tmp_path / "mine.png"
     src.save(upload)
-    page.find_element("id", "try-file").send_keys(str(upload))
     page.execute_script("edvisTry.last = null")
+    page.find_element("id", "try-file").send_keys(str(upload))
     got = page.execute_async_script(WAIT_FOR, "file", None)
-    assert "error" not in got, got
+    assert "error" not in got, (got, page.find_element("id", "try-status").text)
     logits = session(run, got["epoch"]).run(["logits"], {"images": load_image(upload)[None]})[0][0]
     assert np.abs(np.asarray(got["logits"]) - logits).max() <= TOL
     assert got["top5"][0] == int(np.argmax(logits))
