@@ -19,6 +19,7 @@ figures.py          the figures for papers and their data (figure_maps.py: the m
 plots.py            drawing the figures with matplotlib
 writing.py          the Jinja environment, atomic writes, data files, static files
 sprites.py          sprite sheets and map data files
+trypage.py          try.html: the shipped epochs' ONNX files and onnxruntime-web, verified and copied
 build.py            build_site: read, make, write
 ```
 """
