@@ -151,7 +151,8 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epoch
     if draw_figures:
         log.info(f"site: drawing {len(catalogue.entries)} figure(s)")
         figures.draw(pages, catalogue, writer, images)
-    _write_pages(writer, src, pages, models)
+    shipped_files = [(f"onnx/epoch_{m.epoch:03d}.onnx", m.sha256) for m in try_it.models] if try_it is not None else []
+    _write_pages(writer, src, pages, models, shipped_files)
     if try_it is not None:
         writer.page("try.html", "try.html", t=try_it)
     return writer.path("index.html")
@@ -174,11 +175,12 @@ def _write_classes(writer: Writer, src: Sources, refs: list[ClassRef], settings:
     return rows
 
 
-def _write_pages(writer: Writer, src: Sources, pages: figures.Pages, models: list[Model]) -> None:
+def _write_pages(writer: Writer, src: Sources, pages: figures.Pages, models: list[Model],
+                 shipped: list[tuple[str, str]]) -> None:
     """Every page but the class pages; with the run page, ``inputs.sha256``: every file of the run
-    the site was made from, with the sha256 of the bytes read."""
+    the site was made from, with the sha256 of the bytes read (``shipped``: the ONNX files copied)."""
     check_read(src.analysis, src.store)
-    inputs = index.inputs_read(src)
+    inputs = sorted(index.inputs_read(src) + shipped)
     writer.file(index.INPUTS, "".join(f"{sha}  {name}\n" for name, sha in inputs))
     writer.page("index.html", "index.html", run=index.run_page(src, models, pages.settings, len(inputs)))
     writer.page("classes.html", "classes.html", index=class_index(src, pages.rows, bool(pages.settings)))
