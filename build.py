@@ -2,7 +2,7 @@
 """Build the site for an existing run: export → render → explain → faithfulness → analyze → site.
 
     python build.py --run runs/default [--out site] [--compare RUN2] [--methods all|none|NAME,...]
-                    [--measure-images 64] [--measure-epochs first,middle,last] [--try-epochs SPEC]
+                    [--measure-images 64] [--measure-epochs first,middle,last] [--try-epochs SPEC] [--try-precision fp16]
 
 The explanation methods (pytorch-grad-cam) and the faithfulness measures run on the clean images
 of a seeded subset (``--measure-images``) at a few epochs (``--measure-epochs``: the first, the
@@ -35,6 +35,8 @@ def main() -> int:
     p.add_argument("--try-epochs", metavar="SPEC",
                    help="epochs the Try it page ships: none, all, or numbers, first and last (default: the final "
                    "epoch and two more, evenly spaced)")
+    p.add_argument("--try-precision", default="fp32", choices=["fp32", "fp16"],
+                   help="the Try it page's ONNX weights: fp32, or fp16 copies of half the size (default fp32)")
     p.add_argument("--measure-epochs", default="first,middle,last", metavar="SPEC",
                    help="epochs measured: all, or a comma list of numbers, first, middle and last (default first,middle,last)")
     a = p.parse_args()
@@ -46,7 +48,7 @@ def main() -> int:
         for argv in (["export", "--run", run], ["render", "--run", run, "--provider", a.provider],
                      *measures(run), ["analyze", "--run", run, *compare],
                      ["site", "--run", run, "--out", str(a.out), *compare,
-                      *(["--try-epochs", a.try_epochs] if a.try_epochs else [])]):
+                      *(["--try-epochs", a.try_epochs] if a.try_epochs else []), "--try-precision", a.try_precision]):
             args = parser.parse_args(argv)
             args.func(args)
 

@@ -31,9 +31,10 @@ from edvis.site.read_store import normalise_maps
 from edvis.site.site_error import SiteError
 from edvis.site.sources import read_sources
 from edvis.site.text import setting_slug, slugify
+from edvis.site.trypage import try_epochs
 from edvis.site.writing import js_json
 
 __all__ = [
     "SiteError", "build_site", "choose_timeline", "js_json", "normalise_maps", "picks", "plots", "read_sources",
-    "setting_slug", "slugify", "write_site",
+    "setting_slug", "slugify", "try_epochs", "write_site",
 ]

@@ -80,6 +80,7 @@ def build_site(
     data_root: Path | None = None,
     base_url: str = "",
     try_epochs: str | None = None,
+    try_precision: str = "fp32",
 ) -> Path:
     """Build the static site of the run in ``run_dir`` into ``out_dir``; return its index.html.
 
@@ -89,23 +90,24 @@ def build_site(
     shown beside this one. ``data_root`` is the dataset folder when it moved since rendering.
     ``base_url``, when given, makes the figures' citation lines absolute. ``try_epochs`` names the
     epochs whose ONNX files the Try it page ships (default: the final epoch and a few evenly
-    spaced; ``none``: no page). Files already in ``out_dir`` that this build does not write are
-    left alone.
+    spaced; ``none``: no page), ``try_precision`` fp32 or fp16 (the copies ``edvis.compress`` made).
+    Files already in ``out_dir`` that this build does not write are left alone.
     """
     src = read_sources(Path(run_dir), timeline_images=timeline_images, seed=seed, compare=compare,
                        data_root=data_root, base_url=base_url)
     if Path(out_dir).is_dir():
         atomic.sweep_temps(out_dir)  # what a killed build left behind
-    return write_site(src, Path(out_dir), try_epochs=try_epochs)
+    return write_site(src, Path(out_dir), try_epochs=try_epochs, try_precision=try_precision)
 
 
-def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epochs: str | None = None) -> Path:
+def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epochs: str | None = None,
+               try_precision: str = "fp32") -> Path:
     """Make and write every page of the site of ``src`` into ``out_dir``; return index.html's path.
 
     Without ``draw_figures`` the figures are listed and linked but not drawn (they take most
-    of the time). ``try_epochs``: see :func:`build_site`.
+    of the time). ``try_epochs`` and ``try_precision``: see :func:`build_site`.
     """
-    shipped = plan_try(src, try_epochs)
+    shipped = plan_try(src, try_epochs, try_precision)
     out_dir = Path(out_dir).resolve()
     lut = plots.viridis_lut()
     writer = Writer(out_dir, {"legend": legend_gradient(lut), "tile_px": TILE_PX, "small_px": SMALL_PX,
@@ -131,7 +133,7 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epoch
     refs = class_refs(src.dataset)
     sprites: dict[int, tuple[str, list[int]]] = {}  # class -> its sprite sheet and the images in it
     rows = _write_classes(writer, src, refs, settings, images, sprites)
-    try_it = write_try(writer, src, shipped, sprites) if shipped else None
+    try_it = write_try(writer, src, shipped, sprites, try_precision) if shipped else None
 
     methods = read_methods(Run(Path(src.store.root).parent), src.clean.final_epoch, src.dataset.num_val, method_label)
     compare = compare_page(src, models[0], models[1:] + methods) if len(models) > 1 or methods else None

@@ -6,6 +6,8 @@ OUT/
                                    top-5 classes, their maps over the image, every tapped layer
   models/epoch_NNN.onnx            the shipped epochs' ONNX files, byte for byte RUN/onnx/'s
                                    (sha256 checked against the export record and the render store)
+  models/epoch_NNN.fp16.onnx       instead, with ``--try-precision fp16``: RUN/onnx/'s fp16 copies
+                                   (``edvis.compress``), their measured deviation stated on the page
   vendor/onnxruntime-web/          ort.wasm.min.js, ort-wasm-simd-threaded.{mjs,wasm} and LICENSE:
                                    onnxruntime-web's single-threaded WebAssembly runtime, pinned
   data/try.js                      the shipped epochs, each validation image's class sprite cell
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from edvis.errors import UsageError
 from edvis.run import Run, RunError, select_epochs
+from edvis.run.digest import sha256_bytes
 from edvis.site.layers import LAYER_CHANNELS
 from edvis.site.picks import even_epochs
 from edvis.site.site_error import SiteError
@@ -52,6 +55,7 @@ MODELS_DIR = "models"
 DEFAULT_EPOCHS = 3  # the final epoch and two more, evenly spaced
 CLASS_LAYERS = ("up1", "maps")  # layers whose channel k is class k's (as on the layers page)
 MAX_FILE_BYTES = 100 * 10**6  # static hosts' usual cap on one file
+PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class TryPage:
     models: list[TryModel]
     runtime_bytes: int = 0
     classes: list[tuple[int, str]] = field(default_factory=list)  # (index, name) with images shipped
+    precision: str = "fp32"
+    fp32_bytes: int = 0  # what the fp32 files would have weighed
+    deviation: dict[str, Any] | None = None  # fp16: the worst of the epochs' measured deviations
 
     @property
     def last(self) -> int:
@@ -87,6 +94,10 @@ class TryPage:
     @property
     def cost_text(self) -> str:
         return f"{(self.model_bytes + self.runtime_bytes) / 1e6:.0f} MB"
+
+    @property
+    def fp32_text(self) -> str:
+        return f"{self.fp32_bytes / 1e6:.0f} MB"
 
     @property
     def runtime_text(self) -> str:
@@ -118,15 +129,13 @@ def runtime_missing() -> str | None:
     return None
 
 
-def try_epochs(src: Sources, spec: str | None) -> list[int]:
+def try_epochs(run: Run, rendered: list[int], spec: str | None) -> list[int]:
     """The epochs ``--try-epochs`` ships: ``none``; the default (None): the final rendered epoch and
     a few evenly spaced ones among those whose ONNX file is there; or ``select_epochs``' syntax
-    (``all``, ``first``, ``last``, numbers) over the rendered epochs."""
-    rendered = list(src.epochs)
+    (``all``, ``first``, ``last``, numbers) over the ``rendered`` epochs."""
     if spec is not None and spec.strip() == "none":
         return []
     if spec is None:
-        run = Run(Path(src.store.root).parent)
         return even_epochs([e for e in rendered if run.onnx(e).is_file()], DEFAULT_EPOCHS)
     try:
         return select_epochs(spec, rendered)
@@ -134,10 +143,12 @@ def try_epochs(src: Sources, spec: str | None) -> list[int]:
         raise UsageError(str(e).replace("--epochs", "--try-epochs", 1) + " (the rendered epochs)") from None
 
 
-def plan_try(src: Sources, spec: str | None) -> list[int]:
+def plan_try(src: Sources, spec: str | None, precision: str = "fp32") -> list[int]:
     """The epochs the Try it page will ship, or [] (with one log line) when there is no page; a
     page asked for by ``spec`` that cannot be made is an error."""
-    epochs = try_epochs(src, spec)
+    if precision not in PRECISIONS:
+        raise UsageError(f"--try-precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    epochs = try_epochs(Run(Path(src.store.root).parent), list(src.epochs), spec)
     if not epochs:
         if spec is None:
             log.info("site: no Try it page: the run has no exported ONNX file of a rendered epoch")
@@ -151,21 +162,26 @@ def plan_try(src: Sources, spec: str | None) -> list[int]:
     return epochs
 
 
-def write_try(writer: Writer, src: Sources, epochs: list[int], sprites: dict[int, tuple[str, list[int]]]) -> TryPage:
+def write_try(writer: Writer, src: Sources, epochs: list[int], sprites: dict[int, tuple[str, list[int]]],
+              precision: str = "fp32") -> TryPage:
     """Copy the runtime and the epochs' ONNX files into the site, verified, and write ``data/try.js``.
 
     ``sprites`` maps a class to its sprite sheet (site path) and the validation indices in it, in
-    cell order (the class pages' sheets).
+    cell order (the class pages' sheets). With ``precision`` fp16 the ONNX files shipped are the
+    fp16 copies ``edvis.compress`` wrote beside them.
     """
     runtime = _copy_runtime(writer)
     run = Run(Path(src.store.root).parent)
     rendered = dict(src.run.onnx_hashes)
-    models = [_copy_model(writer, run, e, rendered.get(e, "")) for e in epochs]
-    page = TryPage(models=models, runtime_bytes=runtime)
+    models = [_copy_model(writer, run, e, rendered.get(e, ""), precision == "fp16") for e in epochs]
+    page = TryPage(models=[m for m, _ in models], runtime_bytes=runtime, precision=precision,
+                   fp32_bytes=sum(r["source_size"] if r else m.size for m, r in models))
+    if precision == "fp16":
+        page.deviation = _worst([r for _, r in models if r])
     ds = src.dataset
     page.classes = [(c, ds.name(c)) for c in sorted(sprites)]
     writer.data("try", _data(src, page, sprites, run))
-    log.info(f"site: Try it page: {len(models)} epoch(s) of ONNX ({', '.join(m.size_text for m in page.models)}) "
+    log.info(f"site: Try it page: {len(models)} epoch(s) of {precision} ONNX ({', '.join(m.size_text for m in page.models)}) "
              f"and onnxruntime-web {ORT_VERSION} ({page.runtime_text}): {page.cost_text} in all")
     return page
 
@@ -179,8 +195,9 @@ def _copy_runtime(writer: Writer) -> int:
     return total
 
 
-def _copy_model(writer: Writer, run: Run, epoch: int, rendered_sha: str) -> TryModel:
-    """The epoch's ONNX bytes, verified against its export record and the render store, into the site."""
+def _copy_model(writer: Writer, run: Run, epoch: int, rendered_sha: str, half: bool) -> tuple[TryModel, dict | None]:
+    """The epoch's ONNX bytes (or its fp16 copy's), verified against its export record and the
+    render store, into the site; with the copy's record."""
     try:
         data, record = run.read_onnx(epoch)
     except RunError as e:
@@ -189,12 +206,49 @@ def _copy_model(writer: Writer, run: Run, epoch: int, rendered_sha: str) -> TryM
     if rendered_sha and sha != rendered_sha:
         raise SiteError(f"{run.onnx(epoch)} is not the ONNX file the render store was made from "
                         "(exported again since?): run `edvis render`")
+    half_record = None
+    if half:
+        data, half_record = _read_half(run, epoch, sha)
+        sha = half_record["sha256"]
     if len(data) > MAX_FILE_BYTES:
-        log.warning(f"site: {run.onnx(epoch)} is {len(data) / 1e6:.0f} MB, over the 100 MB many static hosts "
-                    "accept for one file")
-    file = f"{MODELS_DIR}/epoch_{epoch:03d}.onnx"
+        log.warning(f"site: the ONNX file of epoch {epoch} is {len(data) / 1e6:.0f} MB, over the 100 MB many "
+                    "static hosts accept for one file")
+    file = f"{MODELS_DIR}/epoch_{epoch:03d}{'.fp16' if half else ''}.onnx"
     writer.file(file, data)
-    return TryModel(epoch, file, sha, len(data))
+    return TryModel(epoch, file, sha, len(data)), half_record
+
+
+def _read_half(run: Run, epoch: int, source_sha: str) -> tuple[bytes, dict[str, Any]]:
+    """RUN/onnx/epoch_NNN.fp16.onnx and its record (as ``edvis.compress`` writes them), verified."""
+    path, record_path = run.onnx_dir / f"epoch_{epoch:03d}.fp16.onnx", run.onnx_dir / f"epoch_{epoch:03d}.fp16.json"
+    fix = "`edvis site --try-precision fp16` writes it"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise SiteError(f"{e.filename} is missing: {fix}") from None
+    except (OSError, ValueError) as e:
+        raise SiteError(f"{record_path} cannot be read ({e}): {fix}") from None
+    if record.get("source_sha256") != source_sha:
+        raise SiteError(f"{path} was made from another ONNX file than {run.onnx(epoch)}: {fix} again")
+    if record.get("sha256") != sha256_bytes(data):
+        raise SiteError(f"{path} does not match the sha256 of its record {record_path} (damaged?): {fix} again")
+    return data, record
+
+
+def _worst(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worst deviation over the epochs' fp16 records, and the text the page states."""
+    worst = {"images": min(r["images"] for r in records),
+             "top1_agreement": min(r["top1_agreement"] for r in records),
+             **{k: max(r[k] for r in records)
+                for k in ("max_map_abs_diff", "max_map_rel_diff", "max_drawn_diff", "max_logit_abs_diff")}}
+    worst["text"] = (
+        f"Measured with onnxruntime over the {worst['images']} validation images at each shipped epoch, the float16 "
+        f"weights change a map value by at most {worst['max_map_abs_diff']:.2g} "
+        f"({100 * worst['max_map_rel_diff']:.3g}% of the largest map value), a drawn map by at most "
+        f"{worst['max_drawn_diff']} of 255 colour levels, a logit by at most {worst['max_logit_abs_diff']:.2g}, "
+        f"and the top-1 class is the fp32 model's for {100 * worst['top1_agreement']:.2f}% of the images.")
+    return worst
 
 
 def _data(src: Sources, page: TryPage, sprites: dict[int, tuple[str, list[int]]], run: Run) -> dict[str, Any]:
@@ -212,6 +266,7 @@ def _data(src: Sources, page: TryPage, sprites: dict[int, tuple[str, list[int]]]
     return {
         "runtime": f"{RUNTIME_DIR}/",
         "models": [{"epoch": m.epoch, "file": m.file, "sha256": m.sha256, "size": m.size} for m in page.models],
+        "precision": page.precision,
         "image_size": ds.image_size,
         "map_size": ds.map_size,
         "alpha": MAP_ALPHA,
