@@ -245,7 +245,7 @@ def _worst(records: list[dict[str, Any]]) -> dict[str, Any]:
     worst["text"] = (
         f"Measured with onnxruntime over the {worst['images']} validation images at each shipped epoch, the float16 "
         f"weights change a map value by at most {worst['max_map_abs_diff']:.2g} "
-        f"({100 * worst['max_map_rel_diff']:.3g}% of the largest map value), a drawn map by at most "
+        f"({100 * worst['max_map_rel_diff']:.3g}% of the largest map value), a drawn top-5 map by at most "
         f"{worst['max_drawn_diff']} of 255 colour levels, a logit by at most {worst['max_logit_abs_diff']:.2g}, "
         f"and the top-1 class is the fp32 model's for {100 * worst['top1_agreement']:.2f}% of the images.")
     return worst
