@@ -12,8 +12,9 @@ RUN/onnx/
 The deviation is measured with onnxruntime on every validation image of the render store's
 manifest: the largest absolute difference of a raw map value, the same relative to the largest
 fp32 map value, the largest difference of a drawn map of the five most probable classes (each
-map scaled to its own maximum, 0..255, as the site draws it), the largest logit difference, and the share of images whose top-1 class is
-the same. A copy whose record names the fp32 file now on disk is kept. Imports no torch.
+map scaled to its own maximum, 0..255, as the site draws it), the largest logit difference, and
+the share of images whose top-1 class is the same. A copy whose record names the fp32 file now on
+disk is kept. Imports no torch.
 """
 
 from __future__ import annotations
