@@ -68,7 +68,7 @@ def test_the_page_ships_the_epochs_onnx_file_and_the_pinned_runtime(built: tuple
     assert 'href="try.html"' in (out / "index.html").read_text(encoding="utf-8")
     page = (out / "try.html").read_text(encoding="utf-8")
     assert "onnxruntime-web 1.30.0" in page and "models/epoch_001.onnx" in page
-    assert any("Try it page: 1 epoch(s) of ONNX" in line for line in said)
+    assert any("Try it page: 1 epoch(s) of fp32 ONNX" in line for line in said)
     assert f"{record['sha256']}  onnx/epoch_001.onnx\n" in (out / "inputs.sha256").read_text()  # read, so listed
 
 
