@@ -53,6 +53,7 @@ ORT_LICENSE = VENDOR / "LICENSE.onnxruntime-web"  # the package ships none; onnx
 RUNTIME_DIR = "vendor/onnxruntime-web"
 MODELS_DIR = "models"
 DEFAULT_EPOCHS = 3  # the final epoch and two more, evenly spaced
+MAX_PIXELS = 1 << 26  # as edvis.data's load_image, which refuses larger images
 CLASS_LAYERS = ("up1", "maps")  # layers whose channel k is class k's (as on the layers page)
 MAX_FILE_BYTES = 100 * 10**6  # static hosts' usual cap on one file
 PRECISIONS = ("fp32", "fp16")
@@ -274,6 +275,7 @@ def _data(src: Sources, page: TryPage, sprites: dict[int, tuple[str, list[int]]]
         "channels": LAYER_CHANNELS,
         "layers": [o for o in outputs if o.startswith("layer.")] + ["maps"],
         "class_layers": list(CLASS_LAYERS),
+        "max_pixels": MAX_PIXELS,
         "classes": {str(c): {"sprite": sprite, "cells": cells} for c, (sprite, cells) in sorted(sprites.items())},
         "files": ds.files,
         "labels": ds.labels.tolist(),

@@ -115,6 +115,10 @@
     // EXIF orientation and colour profiles ignored, as Pillow's decoder ignores them
     return createImageBitmap(file, {imageOrientation: "none", premultiplyAlpha: "none", colorSpaceConversion: "none"})
       .then(function (bitmap) {
+        if (bitmap.width * bitmap.height > data.max_pixels) {
+          throw new Error(file.name + " is " + bitmap.width + "×" + bitmap.height + " pixels, over the " +
+            data.max_pixels + " that load_image accepts");
+        }
         var rgb = rgbOf(bitmap, bitmap.width, bitmap.height);
         var out = resize(rgb, bitmap.width, bitmap.height, S);
         if (bitmap.close) bitmap.close();
