@@ -188,3 +188,25 @@ def test_from_file_the_page_says_how_to_serve_the_folder(driver: Any, roots: dic
     assert not driver.find_element("id", "try-controls").is_displayed()
     errors = harness.console_errors(driver)
     assert browser_errors(harness.PageReport("", "try.html", "", errors, [], [], [])) == []
+
+
+def test_the_fp16_copy_runs_in_the_browser_as_in_python(driver: Any, demo: tuple[Path, Path],
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    from edvis.compress import compress_epochs, fp16_path
+    from edvis.run import Run
+    from edvis.site import read_sources, write_site
+
+    run, _ = demo
+    compress_epochs(run, [2])  # beside the demo's own ONNX files, which stay as they are
+    site = tmp_path_factory.mktemp("fp16") / "site"
+    write_site(read_sources(run), site, draw_figures=False, try_epochs="2", try_precision="fp16")
+    root, files, _ = validation(run)
+    half = ort.InferenceSession(str(fp16_path(Run(run), 2)), providers=["CPUExecutionProvider"])
+    with harness.serve(site) as url:
+        driver.get(url + "try.html")
+        got = run_page(driver, {"epoch": 2, "index": 4})
+        errors = harness.console_errors(driver)
+    logits = half.run(["logits"], {"images": load_image(root / files[4])[None]})[0][0]
+    assert np.abs(np.asarray(got["logits"]) - logits).max() <= TOL
+    assert "float16" in (site / "try.html").read_text(encoding="utf-8")
+    assert browser_errors(harness.PageReport("", "try.html", "", errors, [], [], [])) == []
