@@ -34,7 +34,7 @@ def main() -> int:
                    help="validation images the methods and the faithfulness measures run on (default 64)")
     p.add_argument("--try-epochs", metavar="SPEC",
                    help="epochs the Try it page ships: none, all, or numbers, first and last (default: the final "
-                   "epoch and two more, evenly spaced)")
+                   "epoch, the first and the middle one)")
     p.add_argument("--try-precision", default="fp32", choices=["fp32", "fp16"],
                    help="the Try it page's ONNX weights: fp32, or fp16 copies of half the size (default fp32)")
     p.add_argument("--measure-epochs", default="first,middle,last", metavar="SPEC",

@@ -371,8 +371,8 @@ def _add_site(sub: argparse._SubParsersAction) -> None:
                    help="address the site will be hosted at; makes the figures' citation lines absolute")
     w.add_argument("--try-epochs", metavar="SPEC",
                    help="epochs whose ONNX files the Try it page ships (about 45 MB each for ResNet-18): none, all, "
-                   "or a comma list of numbers, first and last (default: the final epoch and two more, evenly spaced, "
-                   "among those exported)")
+                   "or a comma list of numbers, first and last (default: the first, the middle and the final "
+                   "epoch among those exported)")
     w.add_argument("--try-precision", default="fp32", choices=["fp32", "fp16"],
                    help="the Try it page's ONNX files: fp32 as exported, or copies with float16 weights (half the "
                    "bytes), written beside them in RUN/onnx/ with their deviation from fp32 measured over the "

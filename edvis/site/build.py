@@ -89,8 +89,8 @@ def build_site(
     ``compare`` is another run rendered on the same validation set (e.g. the CAM baseline),
     shown beside this one. ``data_root`` is the dataset folder when it moved since rendering.
     ``base_url``, when given, makes the figures' citation lines absolute. ``try_epochs`` names the
-    epochs whose ONNX files the Try it page ships (default: the final epoch and a few evenly
-    spaced; ``none``: no page), ``try_precision`` fp32 or fp16 (the copies ``edvis.compress`` made).
+    epochs whose ONNX files the Try it page ships (default: the first, the middle and the final
+    exported; ``none``: no page), ``try_precision`` fp32 or fp16 (the copies ``edvis.compress`` made).
     Files already in ``out_dir`` that this build does not write are left alone.
     """
     src = read_sources(Path(run_dir), timeline_images=timeline_images, seed=seed, compare=compare,
