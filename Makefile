@@ -23,7 +23,7 @@ EDVIS := $(BIN)/edvis
 VENDOR       := templates/vendor
 VENDOR_STAMP := $(VENDOR)/node_modules/.installed
 
-.PHONY: install data train export render analyze site test bench docs clean
+.PHONY: install data train export render analyze site test bench gpu-check docs clean
 
 install: $(STAMP) $(VENDOR_STAMP)
 
@@ -82,6 +82,12 @@ test: $(STAMP) $(VENDOR_STAMP)
 # Speed and memory targets: one run, one table of ratios (tests/bench/bench_*.py).
 bench: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/python tests/bench/run.py
+
+# The device check (docs/rendering.md): on a machine with an NVIDIA GPU, trains, exports, renders
+# on CUDA and the CPU, compares and prints one table; without one it says so and exits 0. It runs
+# with the machine's own python3 and packages (torch, onnxruntime, numpy, Pillow): no install.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) -m edvis gpu-check
 
 # mkdocs empties and rewrites $(OUT)/docs only; the gallery build leaves files it did not write alone.
 docs: $(DOCS_STAMP)

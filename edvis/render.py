@@ -8,7 +8,8 @@ epoch, and a rerun after a kill renders only the units that were not yet written
 The work is a pipeline of three stages that overlap: a preparation thread perturbs the images of
 the next group of settings, the main thread runs onnxruntime (which releases the GIL), and a
 writer thread summarises and stores the previous unit. Within a group one session per epoch
-serves every setting. Imports no torch.
+serves every setting. On CUDA each batch is prepared ahead on a thread and its outputs copied
+back once (see edvis.infer); on the CPU batches are plain ``session.run`` calls. Imports no torch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PIL import Image
 
 from edvis.data import PERTURBATIONS, Dataset, apply, load_images, open_dataset, paper_set
 from edvis.errors import UsageError
+from edvis.infer import batch_for_memory, cuda_free_bytes, infer_bound
 from edvis.run import (
     LAYERS,
     UNIT_FORMAT,
@@ -48,7 +50,8 @@ log = logging.getLogger(__name__)
 PROVIDERS = ("auto", "cpu", "cuda")
 LAYER_PREFIX = "layer."  # ONNX outputs named layer.<name> are intermediate layers (see edvis.export)
 # Images per inference call: enough to keep the device busy, small enough for its memory.
-DEFAULT_BATCH = {"CPUExecutionProvider": 128, "CUDAExecutionProvider": 1024}
+DEFAULT_BATCH = {"CPUExecutionProvider": 128, "CUDAExecutionProvider": 1024}  # CUDA: when free memory is unknown
+CUDA = "CUDAExecutionProvider"
 # Bytes of perturbed images held per group of settings (two groups live at once: one being
 # inferred, the next being prepared).
 GROUP_BYTES = 512 << 20
@@ -200,6 +203,7 @@ def render_run(
     perturbations: Sequence[str] = (),
     seed: int = 0,
     shard: tuple[int, int] = (0, 1),
+    precision: str = "fp32",
 ) -> list[Unit]:
     """Render every (perturbation, exported epoch) unit of this shard not yet in the store.
 
@@ -207,9 +211,11 @@ def render_run(
     settings (see ``resolve_perturbations``). Random perturbations of image ``i`` are keyed by
     ``seed * N + i``, so they depend neither on batching, order nor shard. Shards ``i/n`` of one
     render may run at once into one store (each unit is its own file, written atomically), or
-    into copies of the run that ``merge_stores`` combines afterwards.
+    into copies of the run that ``merge_stores`` combines afterwards. ``precision`` picks the
+    ONNX files and the store: fp32's (RUN/onnx, RUN/render) or an approximation's (RUN/onnx-int8,
+    RUN/render-int8, whose manifest records it; see edvis.precision).
     """
-    plan = _plan(Run(Path(run_dir)), perturbations, seed, shard)
+    plan = _plan(Run(Path(run_dir), precision), perturbations, seed, shard)
     if not plan.todo and not plan.layers_todo and plan.manifest_sound:
         log.info(f"render: all {len(plan.epochs)} epochs × {len(plan.names)} setting(s) up to date{plan.part}")
         return []
@@ -218,9 +224,10 @@ def render_run(
     sessions = _Sessions(plan.run, provider)
     first = sessions.first(next(iter([u.epoch for u in plan.todo] + plan.layers_todo + plan.epochs)))
     log.info(provider_line(first, provider))
-    batch = batch_size or DEFAULT_BATCH.get(first.get_providers()[0], 128)
+    batch = batch_size or _default_batch(first.get_providers()[0], plan.config["model"]["image_size"])
     maps_shape = {o.name: o.shape for o in first.get_outputs()}["maps"]  # [batch, C, S, S]
-    _init_store(plan.store, ds, dataset, plan.config["model"]["image_size"], int(maps_shape[-1]), plan.names)
+    _init_store(plan.store, ds, dataset, plan.config["model"]["image_size"], int(maps_shape[-1]), plan.names,
+                plan.run.precision)
     images = _decode(plan, ds, batch)
     layers_left = set(plan.layers_todo)
     done = _render_units(plan, sessions, images, batch, layers_left)
@@ -230,6 +237,13 @@ def render_run(
         log.info(f"render: every layer's output for {len(images.chosen)} images at {len(plan.layers_todo)} epoch(s) → "
             f"{plan.store.root / LAYERS}")
     return done
+
+
+def _default_batch(provider: str, image_size: int) -> int:
+    """Images per batch: 128 on the CPU; on CUDA as many as half the GPU's free memory holds."""
+    if provider == CUDA:
+        return batch_for_memory(cuda_free_bytes(), image_size, fallback=DEFAULT_BATCH[CUDA])
+    return DEFAULT_BATCH.get(provider, 128)
 
 
 def _plan(run: Run, perturbations: Sequence[str], seed: int, shard: tuple[int, int]) -> _Plan:
@@ -272,11 +286,13 @@ def _training_dataset(plan: _Plan, data_root: str | Path | None) -> tuple[Datase
 
 
 def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_size: int, map_size: int,
-                names: list[str]) -> None:
+                names: list[str], precision: str = "fp32") -> None:
     """Create the store's manifest, or check that it describes this validation set; ``names``
-    join the settings it records as rendered at every exported epoch."""
+    join the settings it records as rendered at every exported epoch. A store of another
+    precision than fp32 records it (an fp32 manifest is as it always was)."""
     store.init(
         {
+            **({"precision": precision} if precision != "fp32" else {}),
             "settings": sorted(names),
             "dataset": dataset,
             "val": {
@@ -356,7 +372,8 @@ def _render_units(plan: _Plan, sessions: _Sessions, images: _Images, batch: int,
                     unit = Unit(name, epoch)
                     if unit not in todo_set:
                         continue
-                    logits, maps = _infer(sess, perturbed[name], batch)
+                    infer = infer_bound if sess.get_providers()[0] == CUDA else _infer
+                    logits, maps = infer(sess, perturbed[name], batch)
                     pending.append(writer.submit(write, unit, logits, maps))
                     done.append(unit)
                     rate = len(done) * len(clean) / (time.monotonic() - start)

@@ -21,7 +21,8 @@ def _edvis(*args):
 def test_every_verb_has_help_for_every_flag():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"synth", "data", "train", "export", "render", "explain", "faithfulness", "analyze", "site"}
+    assert set(sub.choices) == {"synth", "data", "train", "export", "render", "explain", "faithfulness", "analyze", "site",
+                                "gpu-check"}
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help, f"edvis {name} {action.option_strings} has no help"

@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,7 @@ from edvis.analyze.outputs import (
 from edvis.data import CLEAN, order_settings, setting_kind
 from edvis.errors import EdvisError, UsageError
 from edvis.run import (
+    WRITE_SANITY_AGAIN,
     RenderStore,
     Run,
     RunError,
@@ -68,6 +68,7 @@ from edvis.run import (
     complete_epochs,
     digest,
     model_label,
+    read_sanity,
     same_validation_set,
     tables,
 )
@@ -379,18 +380,14 @@ def read_faithfulness(run: Run, paths: list[Path]) -> tuple[list[tuple[dict[str,
     return out, verified
 
 
-def read_sanity(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def sanity_record(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """analysis.json's ``sanity`` record from ``edvis explain --sanity``'s file (verified against
     its digest), and {its path in the run: sha256 of the bytes read}."""
-    again = "run `edvis explain --sanity` to write it again"
-    data, sha = digest.read_verified(path, "sanity file", again)
+    f = read_sanity(path, ("index", "maps", "other_class_maps"))
     try:
-        with np.load(io.BytesIO(data)) as z:
-            meta = json.loads(str(z["meta"]))
-            arrays = {k: z[k] for k in ("index", "maps", "other_class_maps")}
-        return S.sanity_section(arrays, meta), {"explain/sanity.npz": sha}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise AnalysisError(f"cannot read sanity file {path}: {e}; {again}") from None
+        return S.sanity_section(f.arrays, f.meta), {"explain/sanity.npz": f.sha256}
+    except (ValueError, KeyError, IndexError) as e:  # arrays of the wrong shape or an incomplete meta
+        raise AnalysisError(f"cannot read sanity file {path}: {e}; {WRITE_SANITY_AGAIN}") from None
 
 
 def analyze_run(
@@ -398,13 +395,14 @@ def analyze_run(
     compare: str | Path | None = None,
     force: bool = False,
     pattern_threshold: float = A.PATTERN_THRESHOLD,
+    precision: str = "fp32",
 ) -> Path:
     """Write ``RUN/analysis/`` from the run's render store (and ``compare``'s, a run of another
     model on the same validation set); return the path of analysis.json. Skipped when
     analysis.json's digest says nothing it depends on has changed, unless ``force``."""
     if not 0 <= pattern_threshold <= 1:
         raise UsageError(f"--pattern-threshold must be in [0, 1], got {pattern_threshold}")
-    run = Run(Path(run_dir))
+    run = Run(Path(run_dir), precision)  # another precision: RUN/render-<p> → RUN/analysis-<p>
     store = RenderStore(run.render_dir)
     manifest = store.manifest()
     stores = [store]
@@ -445,7 +443,7 @@ def analyze_run(
     elif (out_dir / F.CSV_NAME).exists():  # measured before, since removed
         (out_dir / F.CSV_NAME).unlink()
     if sanity.is_file():
-        doc["sanity"], inputs["sanity"] = read_sanity(sanity)
+        doc["sanity"], inputs["sanity"] = sanity_record(sanity)
     doc = {"schema": SCHEMA_VERSION, "digest": key, "inputs": inputs, **doc}
     for name, text in csvs.items():
         atomic.write_text(out_dir / name, text)

@@ -1,4 +1,4 @@
-"""Command line: ``edvis synth | data | train | export | render | explain | faithfulness | analyze | site``.
+"""Command line: ``edvis synth | data | train | export | render | explain | faithfulness | analyze | site | gpu-check``.
 
 Thin argparse entry points; the only place that picks a device or an execution provider.
 ``args`` holds the flag types and defaults every command shares, ``measures`` the commands of
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from edvis.cli.args import COUNT, DEFAULT_PERTURBATIONS, DEFAULT_RUN, FRACTION, POSITIVE, SEED, number, pick_device
+from edvis.cli.gpu_check import add_gpu_check
 from edvis.cli.measures import add_explain, add_faithfulness
-from edvis.errors import EdvisError
+from edvis.errors import EdvisError, UsageError
 from edvis.run.lock import writer_lock
 
 log = logging.getLogger("edvis")
@@ -105,6 +106,23 @@ def cmd_export(a: argparse.Namespace) -> None:
 
     with writer_lock(a.run, "export"):
         export_run(a.run, check_images=lambda: _check_images(Path(a.run)))
+        if a.precision != "fp32":
+            _export_precision(a)
+
+
+def _export_precision(a: argparse.Namespace) -> None:
+    """The float32 files converted to ``--precision``, and measured against them when converted
+    (or never measured): int8 on the CPU, fp16 on CUDA when there is a GPU."""
+    from edvis.precision import REPORT, convert_run, report_run
+    from edvis.render import session_providers
+    from edvis.run import Run
+
+    done = convert_run(a.run, a.precision, calibration=a.calibration_images, seed=a.seed)
+    report = Run(Path(a.run), a.precision).onnx_dir / REPORT
+    if done or not report.is_file():
+        report_run(a.run, a.precision, providers=session_providers("auto" if a.precision == "fp16" else "cpu"))
+    else:
+        log.info(f"export: {a.precision} measured against fp32 in {report}")
 
 
 def cmd_render(a: argparse.Namespace) -> None:
@@ -117,24 +135,28 @@ def cmd_render(a: argparse.Namespace) -> None:
     shard = parse_shard(a.shard)
     with writer_lock(a.run, f"render.{shard[0]}-{shard[1]}"):  # shards of one render run side by side
         render_run(a.run, data_root=a.data, provider=a.provider, batch_size=a.batch_size,
-                   perturbations=a.perturbations, seed=a.seed, shard=shard)
+                   perturbations=a.perturbations, seed=a.seed, shard=shard, precision=a.precision)
 
 
 def cmd_analyze(a: argparse.Namespace) -> None:
     from edvis.analyze import analyze_run
 
     with writer_lock(a.run, "analyze"):
-        analyze_run(a.run, compare=a.compare, force=a.force, pattern_threshold=a.pattern_threshold)
+        analyze_run(a.run, compare=a.compare, force=a.force, pattern_threshold=a.pattern_threshold,
+                    precision=a.precision)
 
 
 def cmd_site(a: argparse.Namespace) -> None:
     from edvis.site import build_site
 
+    if a.try_precision == "fp16" and a.precision != "fp32":
+        raise UsageError("--try-precision fp16 halves the float32 ONNX files; with --precision "
+                         f"{a.precision} the Try it page ships that precision's: leave --try-precision out")
     with writer_lock(a.out, "site"):
         if a.try_precision == "fp16":
             _compress_try_models(a)
         index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed,
-                           compare=a.compare, data_root=a.data, base_url=a.base_url,
+                           compare=a.compare, data_root=a.data, base_url=a.base_url, precision=a.precision,
                            try_epochs=a.try_epochs, try_precision=a.try_precision)
     log.info(f"site: {index}")
 
@@ -173,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="edvis", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_data, _add_train, _add_export, _add_render, add_explain, add_faithfulness, _add_analyze,
-                _add_site):
+                _add_site, add_gpu_check):
         add(sub)
     return p
 
@@ -306,6 +328,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                        "(B,H,W,3); outputs logits, maps), run onnx.checker and an onnxruntime-vs-PyTorch parity "
                        "check. Up-to-date files are skipped.")
     e.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
+    e.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="also convert the float32 files to fp16 (for the GPU) or int8 (static quantisation, for "
+                   "the CPU) into RUN/onnx-<precision>/, and measure them against float32 in its report.json "
+                   "(default fp32: the float32 files only)")
+    e.add_argument("--calibration-images", type=POSITIVE, default=256,
+                   help="int8: training images the activation ranges are calibrated on (default 256)")
+    e.add_argument("--seed", type=SEED, default=0, help="int8: seed of the choice of calibration images (default 0)")
     e.set_defaults(func=cmd_export)
 
 
@@ -318,11 +347,15 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", type=Path, help="dataset folder, if it moved since training (default: the one in RUN/config.json)")
     r.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
                    help="onnxruntime execution provider: auto uses CUDA when a GPU is present (default auto)")
-    r.add_argument("--batch-size", type=POSITIVE, help="images per inference batch (default 128 on the CPU, 1024 on CUDA)")
+    r.add_argument("--batch-size", type=POSITIVE,
+                   help="images per inference batch (default 128 on the CPU; on CUDA the largest power of two "
+                   "that half the GPU's free memory holds, 32 to 4096, or 1024 when nvidia-smi cannot say)")
     r.add_argument("--perturbations", nargs="*", default=DEFAULT_PERTURBATIONS, metavar="NAME",
                    help="settings rendered besides the clean images: names from edvis.data.perturb (e.g. gray blur3 "
                    "sp0.005 jpeg-3), 'paper' for the paper's seven, 'all' for every one (default: paper)")
     r.add_argument("--seed", type=SEED, default=0, help="seed of the random perturbations (default 0)")
+    _add_precision(r, "render the ONNX files of this precision into their own store, RUN/render-<precision>/ "
+                   "(`edvis export --precision` makes them)")
     r.add_argument("--shard", default="0/1", metavar="I/N",
                    help="render only shard I of N (0 ≤ I < N): every (epoch, setting) unit is dealt round-robin "
                    "to N shards, which may run at once into one store, on other GPUs (set CUDA_VISIBLE_DEVICES) "
@@ -332,6 +365,10 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    "copies of the run (each DIR a run folder or its render folder); checks they come from "
                    "RUN's own ONNX files")
     r.set_defaults(func=cmd_render)
+
+
+def _add_precision(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help=f"{what} (default fp32)")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
@@ -348,6 +385,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help="mean map correlation with the final epoch from which a class's pattern counts as formed, "
                    "in [0, 1] (default 0.8)")
     n.add_argument("--force", action="store_true", help="recompute even when the analysis is up to date")
+    _add_precision(n, "analyse the store of this precision, RUN/render-<precision>/, into RUN/analysis-<precision>/")
     n.set_defaults(func=cmd_analyze)
 
 
@@ -369,6 +407,7 @@ def _add_site(sub: argparse._SubParsersAction) -> None:
                    help="dataset folder, if it moved since rendering (default: the one in RUN/render/manifest.json)")
     w.add_argument("--base-url", default="", metavar="URL",
                    help="address the site will be hosted at; makes the figures' citation lines absolute")
+    _add_precision(w, "build from the store and analysis of this precision (the run page says which)")
     w.add_argument("--try-epochs", metavar="SPEC",
                    help="epochs whose ONNX files the Try it page ships (about 45 MB each for ResNet-18): none, all, "
                    "or a comma list of numbers, first and last (default: the first, the middle and the final "

@@ -43,8 +43,6 @@ The random other classes are drawn with ``numpy.random.default_rng(seed)``.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
 import time
@@ -61,7 +59,7 @@ from edvis.data import image_subset
 from edvis.explain.cams import METHODS, Explainer, check_method, layer_path
 from edvis.explain.stage import decode, image_batch, load_model
 from edvis.models import ModelConfig
-from edvis.run import RenderStore, Run, RunError, digest
+from edvis.run import IntegrityError, RenderStore, Run, RunError, StoreError, digest, read_sanity, write_sanity
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ CASCADE: dict[str, list[tuple[str, str]]] = {
 
 
 def sanity_path(run: Run) -> Path:
-    return run.root / "explain" / "sanity.npz"
+    return run.sanity_path
 
 
 def randomise(module: nn.Module, seed: int) -> None:
@@ -135,9 +133,7 @@ def sanity_run(run_dir: str | Path, methods: Sequence[str] = METHODS, layer: str
                 others[m] = _maps(wrapped.model, model_name, method, layer_name, x, other, size, batch_size or 64)
         log.info(f"explain: sanity step {t}/{len(meta['steps']) - 1} ({step}) done, {time.monotonic() - start:.0f}s")
     arrays = {"index": index, "labels": labels, "other_class": other, "maps": maps, "other_class_maps": others}
-    buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    digest.write_verified(sanity_path(run), buf.getvalue())
+    write_sanity(sanity_path(run), arrays, meta)
     log.info(f"explain: sanity checks of epoch {epochs[-1]}: {len(methods) + 1} maps × {len(meta['steps'])} steps × "
              f"{len(index)} images → {sanity_path(run)}")
     return sanity_path(run)
@@ -166,9 +162,7 @@ def _maps(model: nn.Module, model_name: str, method: str, layer: str, x: torch.T
 def _up_to_date(path: Path, meta: dict[str, Any]) -> bool:
     """Whether ``path`` was written for the same checkpoint, methods, steps, images and seed."""
     try:
-        data, _ = digest.read_verified(path, "sanity file", "it is written again")
-        with np.load(io.BytesIO(data)) as z:
-            have = json.loads(str(z["meta"]))
-    except (FileNotFoundError, digest.IntegrityError, OSError, ValueError, KeyError):
+        have = read_sanity(path, keys=()).meta
+    except (FileNotFoundError, IntegrityError, StoreError):
         return False
     return all(have.get(k) == v for k, v in meta.items())

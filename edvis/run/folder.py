@@ -9,6 +9,8 @@ RUN/
   onnx/epoch_001.json      its sha256, source checkpoint and parity figures
   render/                  the render store (see edvis.run.store)
   analysis/                analysis.json and CSV tables (see edvis.analyze)
+  onnx-int8/, render-int8/, analysis-int8/   the same for an approximation of the float32
+                           files (``Run(root, "int8")``; fp16 likewise; see edvis.precision)
 ```
 
 config.json carries ``"schema": RUN_SCHEMA``; a run written before the field existed counts as
@@ -29,6 +31,8 @@ from edvis.run import atomic
 _EPOCH_FILE = re.compile(r"^epoch_(\d{3,})\.(pt|onnx)$")
 
 RUN_SCHEMA = 1
+# The precisions a run's ONNX files may come in; fp32 is what `edvis export` writes.
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class RunError(EdvisError):
@@ -38,6 +42,16 @@ class RunError(EdvisError):
 @dataclass(frozen=True)
 class Run:
     root: Path
+    # Which ONNX files, render store and analysis this names: fp32's are onnx/, render/ and
+    # analysis/; another precision's carry its name (onnx-int8/, …) so results never mix.
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    def _named(self, folder: str) -> Path:
+        return self.root / (folder if self.precision == "fp32" else f"{folder}-{self.precision}")
 
     @property
     def config_path(self) -> Path:
@@ -53,20 +67,25 @@ class Run:
 
     @property
     def onnx_dir(self) -> Path:
-        return self.root / "onnx"
+        return self._named("onnx")
 
     @property
     def render_dir(self) -> Path:
-        return self.root / "render"
+        return self._named("render")
 
     @property
     def analysis_dir(self) -> Path:
-        return self.root / "analysis"
+        return self._named("analysis")
 
     def explain_dir(self, method: str) -> Path:
         """The render store of an explanation method (``edvis explain``): units of the same
         format as ``render/``'s, whose maps are the method's."""
         return self.root / "explain" / method
+
+    @property
+    def sanity_path(self) -> Path:
+        """The maps of the sanity checks (``edvis explain --sanity``; :mod:`edvis.run.sanity_file`)."""
+        return self.root / "explain" / "sanity.npz"
 
     @property
     def faithfulness_dir(self) -> Path:

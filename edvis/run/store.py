@@ -62,7 +62,7 @@ UNIT_FORMAT = 2  # 2: clean units keep the top-5 maps
 # map_top5: in clean units only (the galleries show the top-5 maps); index: in units of a subset
 OPTIONAL = ("map_top5", "index")
 # What np.load and json raise on a truncated, foreign or incomplete unit file.
-_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 RENDER_AGAIN = "run `edvis render` to render it again"
 
 
@@ -172,7 +172,7 @@ class RenderStore:
                 return meta, z["index"], [(layer["name"], z[layer["key"]]) for layer in meta["layers"]]
         except FileNotFoundError:
             raise StoreError(f"layer outputs missing: {path} (run `edvis render`)") from None
-        except _DAMAGED as e:
+        except DAMAGED as e:
             raise StoreError(f"cannot read layer outputs {path}: {e}; delete it and {RENDER_AGAIN}") from None
 
     def layers_meta(self, epoch: int) -> dict[str, Any] | None:
@@ -219,7 +219,7 @@ class RenderStore:
                 return {k: z[k] for k in keys + optional if k in z.files}
         except FileNotFoundError:
             raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
-        except _DAMAGED as e:
+        except DAMAGED as e:
             raise StoreError(f"cannot read render unit {path}: {e}; delete it and {RENDER_AGAIN}") from None
 
     # -- verified bytes -------------------------------------------------------------------------
@@ -258,7 +258,7 @@ class RenderStore:
         try:
             with np.load(io.BytesIO(data)) as z:
                 return json.loads(str(z["meta"]))
-        except _DAMAGED as e:  # a foreign file: say which
+        except DAMAGED as e:  # a foreign file: say which
             raise StoreError(f"cannot read {what} {path}: {e}; delete it and {RENDER_AGAIN}") from None
 
 

@@ -79,6 +79,7 @@ def build_site(
     compare: Path | None = None,
     data_root: Path | None = None,
     base_url: str = "",
+    precision: str = "fp32",
     try_epochs: str | None = None,
     try_precision: str = "fp32",
 ) -> Path:
@@ -88,13 +89,15 @@ def build_site(
     ``seed`` fixes every random choice (timelines, galleries, perturbation rows, compared images).
     ``compare`` is another run rendered on the same validation set (e.g. the CAM baseline),
     shown beside this one. ``data_root`` is the dataset folder when it moved since rendering.
-    ``base_url``, when given, makes the figures' citation lines absolute. ``try_epochs`` names the
-    epochs whose ONNX files the Try it page ships (default: the first, the middle and the final
-    exported; ``none``: no page), ``try_precision`` fp32 or fp16 (the copies ``edvis.compress`` made).
-    Files already in ``out_dir`` that this build does not write are left alone.
+    ``base_url``, when given, makes the figures' citation lines absolute. Files already in
+    ``out_dir`` that this build does not write are left alone. ``precision`` builds from the
+    ONNX files, store and analysis of an approximation (see edvis.precision); the run page says
+    which precision the maps come from. ``try_epochs`` names the epochs whose ONNX files the Try
+    it page ships (default: the first, the middle and the final exported; ``none``: no page),
+    ``try_precision`` fp32 or fp16 (the copies ``edvis.compress`` made).
     """
     src = read_sources(Path(run_dir), timeline_images=timeline_images, seed=seed, compare=compare,
-                       data_root=data_root, base_url=base_url)
+                       data_root=data_root, base_url=base_url, precision=precision)
     if Path(out_dir).is_dir():
         atomic.sweep_temps(out_dir)  # what a killed build left behind
     return write_site(src, Path(out_dir), try_epochs=try_epochs, try_precision=try_precision)
@@ -131,19 +134,19 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epoch
                                             methods=bool(list((Path(src.store.root).parent / "explain").glob("*/manifest.json"))),
                                             try_it=bool(shipped))
     refs = class_refs(src.dataset)
+    methods = read_methods(Run(Path(src.store.root).parent), src.clean.final_epoch, src.dataset.num_val, method_label)
     sprites: dict[int, tuple[str, list[int]]] = {}  # class -> its sprite sheet and the images in it
-    rows = _write_classes(writer, src, refs, settings, images, sprites)
+    rows = _write_classes(writer, src, refs, settings, images, methods, sprites)
     try_it = write_try(writer, src, shipped, sprites, try_precision) if shipped else None
 
-    methods = read_methods(Run(Path(src.store.root).parent), src.clean.final_epoch, src.dataset.num_val, method_label)
     compare = compare_page(src, models[0], models[1:] + methods) if len(models) > 1 or methods else None
     pages = figures.Pages(src=src, refs=refs, rows=rows, settings=settings, models=models,
-                          table=index.table1(models, settings), gallery=gallery_page(src, refs),
+                          table=index.table1(models, settings), gallery=gallery_page(src, refs, methods),
                           errors=errors_page(src, refs), compare=compare, layers=layers,
                           faithfulness=faithfulness_page(src, refs))
     catalogue = figures.catalogue(pages)
     writer.common["catalogue"] = catalogue
-    packs = [pages.gallery.pack, pages.errors.pack] + [s.pack for s in settings]
+    packs = [pages.gallery.pack, *pages.gallery.method_packs, pages.errors.pack] + [s.pack for s in settings]
     packs += ([layers.sprite] if layers is not None else []) + (compare.packs if compare is not None else [])
     for pack in packs:
         write_pack(writer, pack, images)
@@ -161,17 +164,17 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epoch
 
 
 def _write_classes(writer: Writer, src: Sources, refs: list[ClassRef], settings: list[SettingPage],
-                   images: Images, sprites: dict[int, tuple[str, list[int]]]) -> list[ClassRow]:
+                   images: Images, methods: list[Model], sprites: dict[int, tuple[str, list[int]]]) -> list[ClassRow]:
     """Each class's data file and page, one class at a time; returns what classes.html lists and
     fills ``sprites`` with each class's sprite sheet and the validation indices in it."""
     log.info(f"site: writing {len(refs)} class page(s)")
     entries = src.analysis.class_entries()
     rows = []
-    for page in class_pages(src, refs, settings):
-        if page.pack is not None:
-            write_pack(writer, page.pack, images)
-            if page.pack.has_sprite and not page.pack.perturbation:
-                sprites[page.index] = (page.pack.sprite, list(page.pack.cells))
+    for page in class_pages(src, refs, settings, methods):
+        for pack in ([page.pack] if page.pack is not None else []) + page.method_packs:
+            write_pack(writer, pack, images)
+        if page.pack is not None and page.pack.has_sprite and not page.pack.perturbation:
+            sprites[page.index] = (page.pack.sprite, list(page.pack.cells))
         writer.page("class.html", page.ref.page, cls=page)
         rows.append(class_row(page, entries.get(page.index, {})))
     return rows

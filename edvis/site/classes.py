@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edvis.errors import UsageError
 from edvis.site import picks
+from edvis.site.methods import covered_by_all, method_rows
 from edvis.site.text import class_name, num, ordinal, pct, slugify, true_map_alt
 from edvis.site.views import Chart, ClassRef, Pack, Slider, Tile
 from edvis.site.views_pages import (
@@ -29,12 +31,14 @@ from edvis.site.views_pages import (
 )
 
 if TYPE_CHECKING:
+    from edvis.site.read_compare import Model
     from edvis.site.read_run import Dataset
     from edvis.site.sources import Sources
 
 TIMELINE_EPOCHS = 16  # the paper shows 16 epochs per image (Figures 3-5)
 CONFUSED_SHOWN = 5
 CONFUSED_EXAMPLES = 4
+CLASS_METHODS = 6  # images of the class shown with every explanation method's map
 LEARNING_KEYS = ("epoch_50", "epoch_90", "pattern_formed", "learned_rank")
 
 
@@ -54,15 +58,17 @@ def choose_timeline(n: int, k: int, seed: int, stream: int = 0) -> list[int]:
     return picks.choose(np.arange(n), k, picks.rng(seed, "timeline", stream))
 
 
-def class_pages(src: Sources, refs: list[ClassRef], settings: list[SettingPage]) -> Iterator[ClassPage]:
-    """Each class's page, one at a time, in class order."""
+def class_pages(src: Sources, refs: list[ClassRef], settings: list[SettingPage],
+                methods: list[Model] | None = None) -> Iterator[ClassPage]:
+    """Each class's page, one at a time, in class order; ``methods`` are the run's explanation
+    methods (:func:`edvis.site.read_compare.read_methods`), shown beside the model's own maps."""
     entries = src.analysis.class_entries()
     for ref in refs:
-        yield class_page(src, refs, settings, ref.index, entries.get(ref.index, {}))
+        yield class_page(src, refs, settings, ref.index, entries.get(ref.index, {}), methods or [])
 
 
 def class_page(src: Sources, refs: list[ClassRef], settings: list[SettingPage], c: int,
-               entry: dict[str, Any]) -> ClassPage:
+               entry: dict[str, Any], methods: list[Model] | None = None) -> ClassPage:
     """The page of class ``c``; ``entry`` is its entry in analysis.json ({} without one)."""
     r, ref = src.clean, refs[c]
     members = np.flatnonzero(src.dataset.labels == c)
@@ -84,6 +90,7 @@ def class_page(src: Sources, refs: list[ClassRef], settings: list[SettingPage], 
     )
     if len(members):
         _fill_images(src, refs, page, members)
+        _fill_methods(src, page, members, methods or [])
     return page
 
 
@@ -175,6 +182,22 @@ def _fill_images(src: Sources, refs: list[ClassRef], page: ClassPage, m: np.ndar
         page.confused.append(Confusion(refs[other], count, [tile(local[i], last) for i in images]))
     for other, count in most_first(matrix[:, c], c)[:CONFUSED_SHOWN]:
         page.mistaken.append(Confusion(refs[other], count))
+
+
+def _fill_methods(src: Sources, page: ClassPage, m: np.ndarray, methods: list[Model]) -> None:
+    """Up to :data:`CLASS_METHODS` of the class's images that every method explained, chosen at
+    random, with the model's own map and each method's at the final epoch."""
+    if not methods or page.pack is None:
+        return
+    local = {int(v): j for j, v in enumerate(m)}
+    covered = covered_by_all(methods, src.dataset.num_val)
+    pool = [int(i) for i in m if covered[i]]
+    chosen = picks.choose(np.asarray(pool, np.int64), CLASS_METHODS, picks.rng(src.seed, "class-methods", page.index))
+    own = {t.seq: t for t in page.tiles}
+    page.methods = [x.label for x in methods]
+    page.method_rows, page.method_packs = method_rows(
+        src.dataset, methods, chosen, page.key, lambda i: local[i],
+        lambda i: replace(own[local[i]], follow=False, label="own map"), src.clean.final_epoch)
 
 
 def most_first(counts: np.ndarray, c: int) -> list[tuple[int, int]]:

@@ -64,14 +64,32 @@ def table1(models: list[Model], settings: list[SettingPage]) -> list[TableRow]:
 
 
 INPUTS = "inputs.sha256"
+# Which ONNX files the maps come from, as the run page says it (the store's manifest records a
+# precision other than fp32; see edvis.precision).
+PRECISION_TEXT = {
+    "fp32": "float32: the exported ONNX files",
+    "fp16": "float16: the ONNX files converted to float16 (onnx-fp16/; measured against float32 in onnx-fp16/report.json)",
+    "int8": "int8: the ONNX files quantised statically (onnx-int8/; measured against float32 in onnx-int8/report.json)",
+}
+
+
+def precision_of(src: Sources) -> str:
+    """The precision of the ONNX files the store was rendered from (fp32 unless its manifest says)."""
+    return str(src.store.manifest().get("precision", "fp32"))
+
+
+def _folder(name: str, src: Sources) -> str:
+    """A run folder's name at the site's precision: render → render-int8, …"""
+    precision = precision_of(src)
+    return name if precision == "fp32" else f"{name}-{precision}"
 
 
 def inputs_read(src: Sources) -> list[tuple[str, str]]:
     """(path in the run, sha256 of the bytes read) of every file the site was made from: the
     run's config and metrics, analysis.json, and each file of the render store it read."""
-    store = [(f"render/{name}", sha) for name, sha in src.store.verified().items()]
+    store = [(f"{_folder('render', src)}/{name}", sha) for name, sha in src.store.verified().items()]
     sanity = [("explain/sanity.npz", src.sanity_sha256)] if src.sanity_sha256 else []
-    return sorted(src.run.hashes + [("analysis/analysis.json", src.analysis.sha256)] + store + sanity)
+    return sorted(src.run.hashes + [(f"{_folder('analysis', src)}/analysis.json", src.analysis.sha256)] + store + sanity)
 
 
 def run_page(src: Sources, models: list[Model], settings: list[SettingPage], inputs: int = 0) -> RunPage:
@@ -82,13 +100,14 @@ def run_page(src: Sources, models: list[Model], settings: list[SettingPage], inp
     return RunPage(
         dataset_name=local_name(str(ds.root)), layout=ds.layout,
         model_text=(run.model_name or MISSING) + (f", variant {run.variant}" if run.variant else ""),
+        precision_text=PRECISION_TEXT.get(precision_of(src), precision_of(src)),
         recipe_text=run.recipe or MISSING,
         epochs_text=f"{len(run.metrics)} trained{planned}; {len(epochs)} rendered ({epochs[0]}–{epochs[-1]})",
         settings=[("clean", "")] + [(s.name, s.page) for s in settings],
         compared=(models[1].label, models[1].run_name) if len(models) > 1 else None,
-        hashes=run.hashes + [("analysis/analysis.json", src.analysis.sha256),
-                             ("render/manifest.json", src.store.digest(src.store.manifest_path) or MISSING)]
-        + [(f"onnx/epoch_{e:03d}.onnx", sha or MISSING) for e, sha in run.onnx_hashes],
+        hashes=run.hashes + [(f"{_folder('analysis', src)}/analysis.json", src.analysis.sha256),
+                             (f"{_folder('render', src)}/manifest.json", src.store.digest(src.store.manifest_path) or MISSING)]
+        + [(f"{_folder('onnx', src)}/epoch_{e:03d}.onnx", sha or MISSING) for e, sha in run.onnx_hashes],
         inputs_file=INPUTS, inputs_count=inputs,
         model_labels=[m.label for m in models],
         model_epochs_text=" (" + "; ".join(f"{m.label}: {m.epoch}" for m in models) + ")" if models else "",

@@ -136,7 +136,7 @@ class Analysis:
 def read_analysis(run: Run, store: RenderStore, epochs: list[int]) -> Analysis:
     """RUN/analysis/analysis.json, schema 2, computed from exactly the units ``store`` holds at
     ``epochs``, its bytes verified against its recorded digest; else a SiteError."""
-    path = run.root / "analysis" / "analysis.json"
+    path = run.analysis_dir / "analysis.json"
     if not path.is_file():
         raise SiteError(f"{path} is missing: run `edvis analyze` first")
     try:

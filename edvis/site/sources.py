@@ -4,16 +4,14 @@ time, by the pages that show them (``perturbations.py``, ``layers.py``)."""
 
 from __future__ import annotations
 
-import io
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edvis.errors import UsageError
-from edvis.run import RenderStore, Run, StoreError, complete_epochs, digest
+from edvis.run import WRITE_SANITY_AGAIN, IntegrityError, RenderStore, Run, StoreError, complete_epochs, read_sanity
 from edvis.site.read_analysis import Analysis, read_analysis
 from edvis.site.read_compare import Model, model_label, read_compare
 from edvis.site.read_run import Dataset, RunInfo, check_dataset, read_config, read_dataset, read_run
@@ -51,6 +49,7 @@ def read_sources(
     compare: Path | None = None,
     data_root: Path | None = None,
     base_url: str = "",
+    precision: str = "fp32",
 ) -> Sources:
     """Read the config, metrics, manifest, clean render units and analysis.json of the run in
     ``run_dir`` (and the clean units of ``compare``); see :func:`edvis.site.build_site`."""
@@ -58,7 +57,7 @@ def read_sources(
         raise UsageError(f"--timeline-images must be >= 0, got {timeline_images}")
     if seed < 0:
         raise UsageError(f"--seed must be >= 0, got {seed}")
-    run = Run(Path(run_dir))
+    run = Run(Path(run_dir), precision)  # another precision: its own ONNX files, store and analysis
     config = read_config(run)
     store = RenderStore(run.render_dir)
     manifest = store.manifest()
@@ -76,7 +75,7 @@ def read_sources(
     info = read_run(run, store, epochs, config)
     compared = None
     if compare is not None:
-        compared = read_compare(Path(compare), manifest, analysis, run.root / "analysis" / "analysis.json",
+        compared = read_compare(Path(compare), manifest, analysis, run.analysis_dir / "analysis.json",
                                 model_label(info))
     sanity, sha = read_sanity_maps(run, analysis)
     return Sources(
@@ -91,19 +90,14 @@ def read_sanity_maps(run: Run, analysis: Analysis) -> tuple[np.ndarray | None, s
     the file's digest and against the one analysis.json was computed from."""
     if analysis.sanity() is None:
         return None, ""
-    path = run.root / "explain" / "sanity.npz"
-    again = "run `edvis explain --sanity` to write it again"
+    path = run.sanity_path
     try:
-        data, sha = digest.read_verified(path, "sanity file", again)
+        f = read_sanity(path, ("maps",))
     except FileNotFoundError:
-        raise SiteError(f"{path} is missing, though analysis.json was computed from it: {again}") from None
-    except digest.IntegrityError as e:
+        raise SiteError(f"{path} is missing, though analysis.json was computed from it: {WRITE_SANITY_AGAIN}") from None
+    except (IntegrityError, StoreError) as e:
         raise SiteError(str(e)) from None
     listed = (analysis.data.get("inputs") or {}).get("sanity", {})
-    if listed.get("explain/sanity.npz") != sha:
+    if listed.get("explain/sanity.npz") != f.sha256:
         raise SiteError(f"{path} is not the one analysis.json was computed from: run `edvis analyze`")
-    try:
-        with np.load(io.BytesIO(data)) as z:
-            return np.asarray(z["maps"], np.float32), sha
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise SiteError(f"cannot read sanity file {path}: {e}; {again}") from None
+    return np.asarray(f.arrays["maps"], np.float32), f.sha256

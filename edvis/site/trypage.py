@@ -144,12 +144,26 @@ def try_epochs(run: Run, rendered: list[int], spec: str | None) -> list[int]:
         raise UsageError(str(e).replace("--epochs", "--try-epochs", 1) + " (the rendered epochs)") from None
 
 
+def store_precision(src: Sources) -> str:
+    """The precision of the ONNX files the site's store was rendered from (``--precision``)."""
+    return str(src.store.manifest().get("precision", "fp32"))
+
+
+def _run(src: Sources) -> Run:
+    """The run, naming the ONNX files of the site's precision: the page ships the files the store
+    was rendered from, so that its numbers are the store's."""
+    return Run(Path(src.store.root).parent, store_precision(src))
+
+
 def plan_try(src: Sources, spec: str | None, precision: str = "fp32") -> list[int]:
     """The epochs the Try it page will ship, or [] (with one log line) when there is no page; a
     page asked for by ``spec`` that cannot be made is an error."""
     if precision not in PRECISIONS:
         raise UsageError(f"--try-precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    epochs = try_epochs(Run(Path(src.store.root).parent), list(src.epochs), spec)
+    if precision == "fp16" and store_precision(src) != "fp32":
+        raise UsageError(f"--try-precision fp16 halves the float32 files; this site is built from the "
+                         f"{store_precision(src)} ones (--precision): leave --try-precision out")
+    epochs = try_epochs(_run(src), list(src.epochs), spec)
     if not epochs:
         if spec is None:
             log.info("site: no Try it page: the run has no exported ONNX file of a rendered epoch")
@@ -172,7 +186,7 @@ def write_try(writer: Writer, src: Sources, epochs: list[int], sprites: dict[int
     fp16 copies ``edvis.compress`` wrote beside them.
     """
     runtime = _copy_runtime(writer)
-    run = Run(Path(src.store.root).parent)
+    run = _run(src)
     rendered = dict(src.run.onnx_hashes)
     models = [_copy_model(writer, run, e, rendered.get(e, ""), precision == "fp16") for e in epochs]
     page = TryPage(models=[m for m, _ in models], runtime_bytes=runtime, precision=precision,

@@ -281,6 +281,7 @@ class RunPage:
     dataset_name: str  # the dataset folder's name: no path of the building machine
     layout: str
     model_text: str
+    precision_text: str  # which ONNX files the maps come from
     recipe_text: str
     epochs_text: str
     settings: list[tuple[str, str]]  # (setting, its page or "")

@@ -103,6 +103,9 @@ class ClassPage:
     confused: list[Confusion] = field(default_factory=list)
     mistaken: list[Confusion] = field(default_factory=list)
     pack: Pack | None = field(default=None, repr=False)
+    methods: list[str] = field(default_factory=list)  # the explanation methods' labels
+    method_rows: list[Any] = field(default_factory=list)  # edvis.site.methods.MethodsRow
+    method_packs: list[Pack] = field(default_factory=list, repr=False)
 
     @property
     def name(self) -> str:
@@ -232,6 +235,9 @@ class GalleryPage:
     right_ids: list[int]
     wrong_ids: list[int]
     pair_ids: list[tuple[int, int]]
+    methods: list[str] = field(default_factory=list)  # the explanation methods' labels
+    method_rows: list[Any] = field(default_factory=list)  # edvis.site.methods.MethodsRow
+    method_packs: list[Pack] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True)

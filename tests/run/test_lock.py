@@ -69,3 +69,22 @@ def test_the_same_process_cannot_take_it_twice(tmp_path: Path):
             with writer_lock(tmp_path, "export"):
                 pass
         assert time.monotonic() - start < 5  # refused, not waited for
+
+
+def test_without_filelock_the_same_lock_is_taken_by_flock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # A machine with only the render and training packages has no filelock: the lock is then
+    # taken with fcntl.flock directly, and a holder that used filelock still excludes it.
+    run = tmp_path / "run"
+    child = hold_in_child(run, "render.0-1")
+    monkeypatch.setattr("edvis.run.lock.filelock", None)
+    try:
+        with pytest.raises(LockedError, match=r"another `edvis render` is writing it"):
+            with writer_lock(run, "render.0-1"):
+                pass
+    finally:
+        child.kill()
+        child.wait()
+    with writer_lock(run, "render.0-1"):  # free once its holder is gone
+        with pytest.raises(LockedError):  # and held while this block runs
+            with writer_lock(run, "render.0-1"):
+                pass

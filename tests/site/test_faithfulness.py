@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edvis.site import build_site
-from tests.site.test_build import NAMES, page, quick_build, runs, write_analysis  # noqa: F401 (fixture)
+from tests.site.test_build import NAMES, Page, page, quick_build, runs, write_analysis  # noqa: F401 (fixture)
 
 # At epoch 3: the model's ranking beats both references on both measures; Grad-CAM's beats random
 # on both and the centre prior on neither.
@@ -147,32 +147,104 @@ def test_the_sanity_checks_are_shown_with_their_figure(sanity_site: Path) -> Non
     assert "faithfulness-curves" not in (sanity_site / "figures.html").read_text(encoding="utf-8")  # not measured
 
 
-def test_the_compare_page_shows_an_explanation_methods_maps(runs: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+EXPLAINED = [0, 1, 2, 5, 8]  # the validation images the fake Grad-CAM explained
+
+
+def method_hot_cell(n: int) -> tuple[int, int]:
+    """Where the fake Grad-CAM map of image n peaks: elsewhere than the model's own map."""
+    return 7 - n % 8, n % 8
+
+
+def explained_run(run: Path) -> Path:
+    """``run`` with a Grad-CAM store whose clean unit at the final epoch explains :data:`EXPLAINED`."""
     import numpy as np
 
     from edvis.run import RenderStore, Unit, summarise
-    from tests.site.test_build import N_VAL, data_object, fake_probs, label_of
+    from tests.site.test_build import N_VAL, fake_probs, label_of
 
-    run = Path(shutil.copytree(runs["run"], tmp_path / "run"))
     manifest = {k: v for k, v in RenderStore(run / "render").manifest().items() if k != "schema"}
     store = RenderStore(run / "explain" / "gradcam")
     store.init({**manifest, "method": "gradcam", "layer": "maps"})
-    index = np.array([0, 1, 2, 5, 8])  # the images it explained
+    index = np.array(EXPLAINED)
     maps = np.zeros((N_VAL, len(NAMES), 8, 8), np.float32)
     for n in index:
-        maps[n, label_of(n), 7 - n % 8, n % 8] = 2.0  # one hot cell, elsewhere than the model's
+        maps[(n, label_of(n), *method_hot_cell(n))] = 2.0
     with np.errstate(divide="ignore"):  # a probability of 0 is a logit of -inf
         logits = np.log(fake_probs(3))[index]
     arrays = summarise(logits, maps[index], np.array([label_of(n) for n in index]))
     store.write(Unit("clean", 3), {**arrays, "index": index}, {"method": "gradcam", "layer": "maps"})
+    return run
+
+
+def test_the_compare_page_shows_an_explanation_methods_maps(runs: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    import numpy as np
+
+    from tests.site.test_build import data_object
+
+    run = explained_run(Path(shutil.copytree(runs["run"], tmp_path / "run")))
     out = quick_build(run, tmp_path / "site").parent
     p = page(out / "compare.html")
     assert "Grad-CAM (8×8)" in p.words and "that every method explained" in p.words
     shown_files = re.findall(r"img_(\d\d)\.\w+ · ", p.words)  # one per row, in order
-    assert shown_files and set(shown_files) <= {"00", "01", "02", "05", "08"}  # images the method covers, no other
+    assert shown_files and set(shown_files) <= {f"{n:02d}" for n in EXPLAINED}  # images the method covers, no other
     b = data_object(out, "compare-b")
     assert b["shape"] == [len(shown_files), 1, 8, 8]
     n = int(shown_files[0])
     first = np.frombuffer(base64.b64decode(b["maps"]), np.uint8).reshape(b["shape"])[0, 0]
-    assert first[7 - n % 8, n % 8] == 255 and first.sum() == 255  # the method's own hot cell, scaled to its maximum
+    assert first[method_hot_cell(n)] == 255 and first.sum() == 255  # the method's own hot cell, scaled to its maximum
     assert "compare.html" in page(out / "index.html").links
+
+
+def method_rows(html: str) -> dict[int, list[dict[str, str]]]:
+    """Each row of the methods section: validation index -> its canvases' attributes, in order."""
+    section = html[html.index('<section id="methods">'):]
+    section = section[:section.index("</section>")]
+    rows = {}
+    for chunk in section.split('class="gallery-row methods-row" data-index="')[1:]:
+        n, rest = chunk.split('"', 1)
+        rows[int(n)] = [Page(f"<canvas {c.split('>', 1)[0]}>").canvases[0] for c in rest.split("<canvas ")[1:]]
+    return rows
+
+
+def decoded(site: Path, key: str):
+    import numpy as np
+
+    from tests.site.test_build import data_object
+
+    d = data_object(site, key)
+    return np.frombuffer(base64.b64decode(d["maps"]), np.uint8).reshape(d["shape"])
+
+
+@pytest.mark.parametrize("where", ["galleries", "class"])
+def test_galleries_and_class_pages_show_each_methods_map_beside_the_models_own(
+        runs: dict[str, Path], tmp_path: Path, where: str) -> None:  # noqa: F811
+    from tests.site.test_build import colour, hot_pixel, label_of, sprite_cell
+
+    run = explained_run(Path(shutil.copytree(runs["run"], tmp_path / "run")))
+    out = quick_build(run, tmp_path / "site").parent
+    if where == "galleries":
+        path, host, expected = out / "galleries.html", "gallery", set(EXPLAINED)
+    else:  # class 2's explained images: 2 and 5 (labels interleave)
+        path = next((out / "classes").glob("002-*.html"))
+        host, expected = path.stem.split("-")[0], {n for n in EXPLAINED if label_of(n) == 2}
+    html = path.read_text(encoding="utf-8")
+    rows = method_rows(html)
+    assert set(rows) == expected  # every explained image (fewer than the page's limit), and no other
+    assert "Grad-CAM" in page(path).words and "Explanation methods side by side" in page(path).words
+    own_maps, method_maps = decoded(out, host), decoded(out, f"{host}-m8")
+    for n, (image, own, gradcam) in rows.items():
+        cell = int(image["data-cell"])
+        assert own["data-cell"] == gradcam["data-cell"] == str(cell)  # one image behind the row
+        assert tuple(sprite_cell(out, f"data/{host}.png", cell)[32, 32]) == colour(n)  # and it is image n
+        assert image.get("data-seq") is None and own["data-src"] == host and gradcam["data-src"] == f"{host}-m8"
+        own_map = own_maps[int(own["data-seq"]), int(own["data-epoch-index"])]
+        assert own_map[hot_pixel(n, 3)] == 255 and own_map.sum() == 255  # the model's own true-class map, epoch 3
+        m = method_maps[int(gradcam["data-seq"]), 0]
+        assert m[method_hot_cell(n)] == 255 and m.sum() == 255  # Grad-CAM's map of the same image
+    assert any(link.endswith(f"data/{host}-m8.js") for link in page(path).links)  # the page loads its data
+
+
+def test_pages_without_methods_have_no_methods_section(runs: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    out = quick_build(Path(shutil.copytree(runs["run"], tmp_path / "run")), tmp_path / "site").parent
+    assert '<section id="methods">' not in (out / "galleries.html").read_text(encoding="utf-8")
+    assert not list((out / "data").glob("*-m8.js"))

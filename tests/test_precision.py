@@ -1,0 +1,72 @@
+"""Precision options: int8 and fp16 files beside the float32 ones, each rendered and analysed
+into its own folders (float32 results untouched), each measured against float32."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edvis.cli import main
+from edvis.errors import UsageError
+from edvis.precision import calibration_indices
+from edvis.run import Run
+
+
+def test_each_precision_names_its_own_folders(tmp_path: Path):
+    assert (Run(tmp_path).onnx_dir, Run(tmp_path).render_dir) == (tmp_path / "onnx", tmp_path / "render")
+    r = Run(tmp_path, "int8")
+    assert (r.onnx_dir, r.render_dir, r.analysis_dir) == (tmp_path / "onnx-int8", tmp_path / "render-int8",
+                                                          tmp_path / "analysis-int8")
+    assert r.checkpoint_dir == tmp_path / "checkpoints" and r.config_path == tmp_path / "config.json"
+    with pytest.raises(UsageError, match=r"--precision must be one of \('fp32', 'fp16', 'int8'\), got 'int4'"):
+        Run(tmp_path, "int4")
+
+
+def test_calibration_images_are_a_seeded_sorted_draw_without_repeats():
+    a = calibration_indices(100, 10, seed=0)
+    assert len(a) == 10 and len(set(a.tolist())) == 10 and list(a) == sorted(a) and a.max() < 100
+    assert np.array_equal(a, calibration_indices(100, 10, seed=0))
+    assert not np.array_equal(a, calibration_indices(100, 10, seed=1))
+    assert list(calibration_indices(5, 10, seed=3)) == [0, 1, 2, 3, 4]  # all of them when fewer
+    with pytest.raises(UsageError, match="--calibration-images must be at least 1"):
+        calibration_indices(5, 0, seed=0)
+
+
+def _digests(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_int8_renders_into_its_own_store_and_leaves_fp32_alone(rendered_run: Path, tmp_path: Path, said):
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    fp32_before = _digests(run / "render") | {f"a/{k}": v for k, v in _digests(run / "analysis").items()}
+    assert main(["export", "--run", str(run), "--precision", "int8", "--calibration-images", "4"]) == 0
+    record = json.loads((run / "onnx-int8" / "epoch_001.json").read_text())
+    fp32_record = json.loads((run / "onnx" / "epoch_001.json").read_text())
+    assert record["source"]["sha256"] == fp32_record["sha256"] and record["calibration"] == 4
+    assert record["outputs"] == fp32_record["outputs"]  # the layers page's outputs are kept
+    report = json.loads((run / "onnx-int8" / "report.json").read_text())
+    assert report["precision"] == "int8" and report["images"] == 9 and 0 <= report["top1_agreement"] <= 1
+    assert report["map_max_abs_dev"] >= report["map_mean_abs_dev"] >= 0 and "pointing_change" in report
+    assert any(line.startswith("export: int8 vs fp32 at epoch 1 on 9 validation images") for line in said)
+    onnx_bytes = (run / "onnx-int8" / "epoch_001.onnx").read_bytes()
+    assert main(["export", "--run", str(run), "--precision", "int8", "--calibration-images", "4"]) == 0
+    assert (run / "onnx-int8" / "epoch_001.onnx").read_bytes() == onnx_bytes  # up to date: not converted again
+    assert main(["render", "--run", str(run), "--precision", "int8", "--provider", "cpu", "--perturbations"]) == 0
+    assert main(["analyze", "--run", str(run), "--precision", "int8"]) == 0
+    assert json.loads((run / "render-int8" / "manifest.json").read_text())["precision"] == "int8"
+    assert (run / "render-int8" / "clean" / "epoch_001.npz").is_file()
+    assert (run / "analysis-int8" / "analysis.json").is_file()
+    after = _digests(run / "render") | {f"a/{k}": v for k, v in _digests(run / "analysis").items()}
+    assert after == fp32_before
+
+
+def test_render_of_a_precision_not_exported_names_the_command(rendered_run: Path, tmp_path: Path, said):
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    assert main(["render", "--run", str(run), "--precision", "fp16", "--provider", "cpu"]) == 2
+    assert any("onnx-fp16" in line and "edvis export" in line for line in said)
