@@ -18,9 +18,19 @@ SEED     ?= 0
 
 EDVIS := $(BIN)/edvis
 
+# The Try it page's browser runtime (onnxruntime-web, pinned in templates/vendor/package.json and
+# its lock file) is fetched once from the npm registry; later builds copy it from node_modules.
+VENDOR       := templates/vendor
+VENDOR_STAMP := $(VENDOR)/node_modules/.installed
+
 .PHONY: install data train export render analyze site test bench gpu-check docs clean
 
-install: $(STAMP)
+install: $(STAMP) $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): $(VENDOR)/package.json $(VENDOR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd $(VENDOR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && touch node_modules/.installed; \
+	else echo "make: npm not found: the site will be built without its Try it page (apt-get install -y npm)"; fi
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,14 +73,14 @@ analyze: render
 
 # build.py does export → render → analyze → site for an existing run; the docs go to $(OUT)/docs,
 # which the gallery's header links to.
-site: train docs
+site: train docs $(VENDOR_STAMP)
 	$(BIN)/python build.py --run $(RUN) --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Speed and memory targets: one run, one table of ratios (tests/bench/bench_*.py).
-bench: $(STAMP)
+bench: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/python tests/bench/run.py
 
 # The device check (docs/rendering.md): on a machine with an NVIDIA GPU, trains, exports, renders

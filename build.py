@@ -2,7 +2,7 @@
 """Build the site for an existing run: export → render → explain → faithfulness → analyze → site.
 
     python build.py --run runs/default [--out site] [--compare RUN2] [--methods all|none|NAME,...]
-                    [--measure-images 64] [--measure-epochs first,middle,last]
+                    [--measure-images 64] [--measure-epochs first,middle,last] [--try-epochs SPEC] [--try-precision fp16]
 
 The explanation methods (pytorch-grad-cam) and the faithfulness measures run on the clean images
 of a seeded subset (``--measure-images``) at a few epochs (``--measure-epochs``: the first, the
@@ -32,6 +32,11 @@ def main() -> int:
                    help="explanation methods computed and measured (default all; none leaves them and the measures out)")
     p.add_argument("--measure-images", type=POSITIVE, default=64, metavar="K",
                    help="validation images the methods and the faithfulness measures run on (default 64)")
+    p.add_argument("--try-epochs", metavar="SPEC",
+                   help="epochs the Try it page ships: none, all, or numbers, first and last (default: the final "
+                   "epoch, the first and the middle one)")
+    p.add_argument("--try-precision", default="fp32", choices=["fp32", "fp16"],
+                   help="the Try it page's ONNX weights: fp32, or fp16 copies of half the size (default fp32)")
     p.add_argument("--measure-epochs", default="first,middle,last", metavar="SPEC",
                    help="epochs measured: all, or a comma list of numbers, first, middle and last (default first,middle,last)")
     a = p.parse_args()
@@ -42,7 +47,8 @@ def main() -> int:
         run, compare = str(a.run), (["--compare", str(a.compare)] if a.compare else [])
         for argv in (["export", "--run", run], ["render", "--run", run, "--provider", a.provider],
                      *measures(run), ["analyze", "--run", run, *compare],
-                     ["site", "--run", run, "--out", str(a.out), *compare]):
+                     ["site", "--run", run, "--out", str(a.out), *compare,
+                      *(["--try-epochs", a.try_epochs] if a.try_epochs else []), "--try-precision", a.try_precision]):
             args = parser.parse_args(argv)
             args.func(args)
 

@@ -42,3 +42,9 @@ def test_a_wheel_installed_elsewhere_builds_a_site(rendered_run: Path, tmp_path:
         assert "</html>" in (out / page).read_text(encoding="utf-8"), page
     for static in ("edvis.css", "edvis.js"):
         assert (out / "static" / static).read_bytes() == (REPO / "templates" / "static" / static).read_bytes()
+    # The Try it page's runtime comes from the wheel too, when `make install` fetched it before the build.
+    runtime = REPO / "templates" / "vendor" / "node_modules" / "onnxruntime-web" / "dist"
+    if runtime.is_dir():
+        assert (out / "try.html").is_file()
+        for name in ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"):
+            assert (out / "vendor" / "onnxruntime-web" / name).read_bytes() == (runtime / name).read_bytes(), name

@@ -33,7 +33,7 @@ from edvis.cli.args import (
 )
 from edvis.cli.gpu_check import add_gpu_check
 from edvis.cli.measures import add_explain, add_faithfulness
-from edvis.errors import EdvisError
+from edvis.errors import EdvisError, UsageError
 from edvis.run.lock import writer_lock
 
 log = logging.getLogger("edvis")
@@ -160,10 +160,28 @@ def cmd_analyze(a: argparse.Namespace) -> None:
 def cmd_site(a: argparse.Namespace) -> None:
     from edvis.site import build_site
 
+    if a.try_precision == "fp16" and a.precision != "fp32":
+        raise UsageError("--try-precision fp16 halves the float32 ONNX files; with --precision "
+                         f"{a.precision} the Try it page ships that precision's: leave --try-precision out")
     with writer_lock(a.out, "site"):
+        if a.try_precision == "fp16":
+            _compress_try_models(a)
         index = build_site(Path(a.run), Path(a.out), timeline_images=a.timeline_images, seed=a.seed,
-                           compare=a.compare, data_root=a.data, base_url=a.base_url, precision=a.precision)
+                           compare=a.compare, data_root=a.data, base_url=a.base_url, precision=a.precision,
+                           try_epochs=a.try_epochs, try_precision=a.try_precision)
     log.info(f"site: {index}")
+
+
+def _compress_try_models(a: argparse.Namespace) -> None:
+    """The fp16 copies of the epochs the Try it page will ship, with their measured deviation."""
+    from edvis.compress import compress_epochs
+    from edvis.run import RenderStore, Run, complete_epochs
+    from edvis.site import try_epochs
+
+    run = Run(Path(a.run))
+    with writer_lock(a.run, "export"):  # beside the export's files
+        compress_epochs(run.root, try_epochs(run, complete_epochs(RenderStore(run.render_dir), run.onnx_epochs()), a.try_epochs),
+                        data_root=a.data)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -405,6 +423,14 @@ def _add_site(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--base-url", default="", metavar="URL",
                    help="address the site will be hosted at; makes the figures' citation lines absolute")
     _add_precision(w, "build from the store and analysis of this precision (the run page says which)")
+    w.add_argument("--try-epochs", metavar="SPEC",
+                   help="epochs whose ONNX files the Try it page ships (about 45 MB each for ResNet-18): none, all, "
+                   "or a comma list of numbers, first and last (default: the first, the middle and the final "
+                   "epoch among those exported)")
+    w.add_argument("--try-precision", default="fp32", choices=["fp32", "fp16"],
+                   help="the Try it page's ONNX files: fp32 as exported, or copies with float16 weights (half the "
+                   "bytes), written beside them in RUN/onnx/ with their deviation from fp32 measured over the "
+                   "validation set and stated on the page (default fp32)")
     w.set_defaults(func=cmd_site)
 
 

@@ -19,6 +19,7 @@ figures.py          the figures for papers and their data (figure_maps.py: the m
 plots.py            drawing the figures with matplotlib
 writing.py          the Jinja environment, atomic writes, data files, static files
 sprites.py          sprite sheets and map data files
+trypage.py          try.html: the shipped epochs' ONNX files and onnxruntime-web, verified and copied
 build.py            build_site: read, make, write
 ```
 """
@@ -30,9 +31,10 @@ from edvis.site.read_store import normalise_maps
 from edvis.site.site_error import SiteError
 from edvis.site.sources import read_sources
 from edvis.site.text import setting_slug, slugify
+from edvis.site.trypage import try_epochs
 from edvis.site.writing import js_json
 
 __all__ = [
     "SiteError", "build_site", "choose_timeline", "js_json", "normalise_maps", "picks", "plots", "read_sources",
-    "setting_slug", "slugify", "write_site",
+    "setting_slug", "slugify", "try_epochs", "write_site",
 ]

@@ -20,6 +20,8 @@ OUT/
   faithfulness.html            deletion, insertion and Average Drop of every method and the two
                                references, over the epochs (when ``edvis faithfulness`` measured them)
   figures.html                 every figure for papers: PNG (2x), SVG, data, citation line
+  try.html                     the model of a few shipped epochs in the browser (onnxruntime-web):
+                               models/epoch_NNN.onnx, vendor/onnxruntime-web/, data/try.js (trypage.py)
   inputs.sha256                every file of the run the site was made from, with the sha256 of
                                the bytes read (``sha256sum -c`` checks a run against it)
   figures/<name>.{png,svg,csv|json}
@@ -59,6 +61,7 @@ from edvis.site.read_compare import Model, read_methods, this_model
 from edvis.site.read_store import CLEAN
 from edvis.site.sources import Sources, read_sources
 from edvis.site.sprites import Images, write_pack
+from edvis.site.trypage import plan_try, write_try
 from edvis.site.views import ClassRef
 from edvis.site.views_pages import ClassRow, SettingPage
 from edvis.site.writing import SMALL_PX, TILE_PX, Writer, js_assign, legend_gradient
@@ -77,6 +80,8 @@ def build_site(
     data_root: Path | None = None,
     base_url: str = "",
     precision: str = "fp32",
+    try_epochs: str | None = None,
+    try_precision: str = "fp32",
 ) -> Path:
     """Build the static site of the run in ``run_dir`` into ``out_dir``; return its index.html.
 
@@ -87,21 +92,25 @@ def build_site(
     ``base_url``, when given, makes the figures' citation lines absolute. Files already in
     ``out_dir`` that this build does not write are left alone. ``precision`` builds from the
     ONNX files, store and analysis of an approximation (see edvis.precision); the run page says
-    which precision the maps come from.
+    which precision the maps come from. ``try_epochs`` names the epochs whose ONNX files the Try
+    it page ships (default: the first, the middle and the final exported; ``none``: no page),
+    ``try_precision`` fp32 or fp16 (the copies ``edvis.compress`` made).
     """
     src = read_sources(Path(run_dir), timeline_images=timeline_images, seed=seed, compare=compare,
                        data_root=data_root, base_url=base_url, precision=precision)
     if Path(out_dir).is_dir():
         atomic.sweep_temps(out_dir)  # what a killed build left behind
-    return write_site(src, Path(out_dir))
+    return write_site(src, Path(out_dir), try_epochs=try_epochs, try_precision=try_precision)
 
 
-def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
+def write_site(src: Sources, out_dir: Path, draw_figures: bool = True, try_epochs: str | None = None,
+               try_precision: str = "fp32") -> Path:
     """Make and write every page of the site of ``src`` into ``out_dir``; return index.html's path.
 
     Without ``draw_figures`` the figures are listed and linked but not drawn (they take most
-    of the time).
+    of the time). ``try_epochs`` and ``try_precision``: see :func:`build_site`.
     """
+    shipped = plan_try(src, try_epochs, try_precision)
     out_dir = Path(out_dir).resolve()
     lut = plots.viridis_lut()
     writer = Writer(out_dir, {"legend": legend_gradient(lut), "tile_px": TILE_PX, "small_px": SMALL_PX,
@@ -122,10 +131,13 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
     writer.common["site"] = index.site_view(src, layers is not None, src.compared,
                                             faithfulness=src.analysis.faithfulness() is not None
                                             or src.analysis.sanity() is not None,
-                                            methods=bool(list((Path(src.store.root).parent / "explain").glob("*/manifest.json"))))
+                                            methods=bool(list((Path(src.store.root).parent / "explain").glob("*/manifest.json"))),
+                                            try_it=bool(shipped))
     refs = class_refs(src.dataset)
     methods = read_methods(Run(Path(src.store.root).parent), src.clean.final_epoch, src.dataset.num_val, method_label)
-    rows = _write_classes(writer, src, refs, settings, images, methods)
+    sprites: dict[int, tuple[str, list[int]]] = {}  # class -> its sprite sheet and the images in it
+    rows = _write_classes(writer, src, refs, settings, images, methods, sprites)
+    try_it = write_try(writer, src, shipped, sprites, try_precision) if shipped else None
 
     compare = compare_page(src, models[0], models[1:] + methods) if len(models) > 1 or methods else None
     pages = figures.Pages(src=src, refs=refs, rows=rows, settings=settings, models=models,
@@ -144,29 +156,36 @@ def write_site(src: Sources, out_dir: Path, draw_figures: bool = True) -> Path:
     if draw_figures:
         log.info(f"site: drawing {len(catalogue.entries)} figure(s)")
         figures.draw(pages, catalogue, writer, images)
-    _write_pages(writer, src, pages, models)
+    shipped_files = [(f"onnx/epoch_{m.epoch:03d}.onnx", m.sha256) for m in try_it.models] if try_it is not None else []
+    _write_pages(writer, src, pages, models, shipped_files)
+    if try_it is not None:
+        writer.page("try.html", "try.html", t=try_it)
     return writer.path("index.html")
 
 
 def _write_classes(writer: Writer, src: Sources, refs: list[ClassRef], settings: list[SettingPage],
-                   images: Images, methods: list[Model]) -> list[ClassRow]:
-    """Each class's data file and page, one class at a time; returns what classes.html lists."""
+                   images: Images, methods: list[Model], sprites: dict[int, tuple[str, list[int]]]) -> list[ClassRow]:
+    """Each class's data file and page, one class at a time; returns what classes.html lists and
+    fills ``sprites`` with each class's sprite sheet and the validation indices in it."""
     log.info(f"site: writing {len(refs)} class page(s)")
     entries = src.analysis.class_entries()
     rows = []
     for page in class_pages(src, refs, settings, methods):
         for pack in ([page.pack] if page.pack is not None else []) + page.method_packs:
             write_pack(writer, pack, images)
+        if page.pack is not None and page.pack.has_sprite and not page.pack.perturbation:
+            sprites[page.index] = (page.pack.sprite, list(page.pack.cells))
         writer.page("class.html", page.ref.page, cls=page)
         rows.append(class_row(page, entries.get(page.index, {})))
     return rows
 
 
-def _write_pages(writer: Writer, src: Sources, pages: figures.Pages, models: list[Model]) -> None:
+def _write_pages(writer: Writer, src: Sources, pages: figures.Pages, models: list[Model],
+                 shipped: list[tuple[str, str]]) -> None:
     """Every page but the class pages; with the run page, ``inputs.sha256``: every file of the run
-    the site was made from, with the sha256 of the bytes read."""
+    the site was made from, with the sha256 of the bytes read (``shipped``: the ONNX files copied)."""
     check_read(src.analysis, src.store)
-    inputs = index.inputs_read(src)
+    inputs = sorted(index.inputs_read(src) + shipped)
     writer.file(index.INPUTS, "".join(f"{sha}  {name}\n" for name, sha in inputs))
     writer.page("index.html", "index.html", run=index.run_page(src, models, pages.settings, len(inputs)))
     writer.page("classes.html", "classes.html", index=class_index(src, pages.rows, bool(pages.settings)))

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 
 def site_view(src: Sources, layers: bool, compare: Model | None, faithfulness: bool = False,
-              methods: bool = False) -> SiteView:
-    """The frame of every page; ``layers``, ``compare`` and ``faithfulness`` say whether those pages exist."""
+              methods: bool = False, try_it: bool = False) -> SiteView:
+    """The frame of every page; ``layers``, ``compare``, ``faithfulness`` and ``try_it`` say whether those pages exist."""
     run, ds = src.run, src.dataset
     nav = [
         NavItem("index.html", "Run"),
@@ -45,6 +45,9 @@ def site_view(src: Sources, layers: bool, compare: Model | None, faithfulness: b
         nav.append(NavItem("faithfulness.html", "Faithfulness",
                            "whether the score depends on the bright cells: deletion, insertion and Average Drop "
                            "for every method and two references, per epoch.", optional=True))
+    if try_it:
+        nav.append(NavItem("try.html", "Try it", "the model of a shipped epoch run in your browser on a validation image "
+                                                 "or your own: its top-5 maps and every layer at once.", optional=True))
     nav.append(NavItem("figures.html", "Figures", "every figure as PNG, SVG and data, with a citation line."))
     return SiteView(
         run_name=run.name, model_name=run.model_name, variant=run.variant, num_classes=ds.num_classes,

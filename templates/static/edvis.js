@@ -345,6 +345,9 @@
     drawLayers(epochs[epochs.length - 1]);
   }
 
+  // What try.html's script shares with the other pages: the same colour scale and grids.
+  window.edvisDraw = {gridCanvas: gridCanvas, className: className, decodeBase64: decodeBase64};
+
   function setup() {
     setupTables();
     drawAll();
