@@ -5,7 +5,9 @@ takes what an image file holds (uint8 NHWC RGB), as the exported graph does.
 """
 
 from edvis.models.networks import (
+    DECODERS,
     MODEL_NAMES,
+    STEMS,
     TINY_MEAN,
     TINY_STD,
     VARIANTS,
@@ -20,6 +22,7 @@ from edvis.models.networks import (
 )
 
 __all__ = [
+    "DECODERS", "STEMS",
     "MODEL_NAMES", "TINY_MEAN", "TINY_STD", "VARIANTS", "CamNet", "ClassMapDecoder", "EncoderDecoderNet", "ModelConfig",
     "PretrainedError", "Uint8Input", "build_model", "load_pretrained",
 ]

@@ -94,7 +94,7 @@ def _check_same(existing: dict[str, Any], wanted: dict[str, Any], path: Path) ->
     defaults = {"model": _defaults(ModelConfig), "train": _defaults(TrainConfig)}
     for section in ("model", "train", "dataset"):
         old = {**defaults.get(section, {}), **existing.get(section, {})}
-        new = wanted[section]
+        new = {**defaults.get(section, {}), **wanted[section]}
         for key in sorted(set(old) | set(new)):
             if key in ("root",):  # the same data may be reached by another path
                 continue

@@ -13,6 +13,7 @@ from edvis.analyze.metrics import (
     ece,
     energy_share,
     first_reaching,
+    fixed_pattern_share,
     flip_counts,
     learning_order,
     localisation,
@@ -301,3 +302,16 @@ def test_relative_ce():
 def test_nanmean():
     assert nanmean(np.array([1.0, np.nan, 2.0])) == 1.5
     assert np.isnan(nanmean(np.array([np.nan])))
+
+
+def test_fixed_pattern_share_by_hand():
+    diag = np.array([[1.0, 0.0], [0.0, 1.0]])  # centred: ±0.5, energy 1
+    # One pattern, any scale, sign or offset per map: all of the variance.
+    assert fixed_pattern_share(np.stack([diag, 3 * diag + 2, 1 - diag])) == pytest.approx(1.0)
+    # Two orthogonal patterns of energies 1 and 4 ([[3, 3], [1, 1]] centred is ±1): the larger explains 4/5.
+    assert fixed_pattern_share(np.stack([diag, np.array([[3.0, 3.0], [1.0, 1.0]])])) == pytest.approx(0.8)
+    # Three orthogonal patterns of equal energy: 1/3.
+    rows = np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([[1.0, 0.0], [1.0, 0.0]]), diag
+    assert fixed_pattern_share(np.stack(rows)) == pytest.approx(1 / 3)
+    # Constant maps carry no spatial variance at all.
+    assert np.isnan(fixed_pattern_share(np.full((3, 2, 2), 7.0)))

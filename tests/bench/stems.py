@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""The edvis network's stems and decoders side by side: top-1, pointing, fixed-pattern share,
+deletion/insertion against the centre prior. Too long for `make bench`; run it on its own:
+
+    python tests/bench/stems.py --out /tmp/stems [--embedded data/embedded]
+        [--tiny ../shared/data/tiny-imagenet-200-subset20] [--configs paper/transposed,nopool/resize,...]
+        [--epochs-embedded 6] [--epochs-tiny 2] [--images 64]
+
+Each configuration is one run folder OUT/<dataset>-<stem>-<decoder>, trained with the demo recipe
+(seed 0) for the epochs given, then exported, rendered (clean images only), measured by
+``edvis faithfulness`` at its last epoch (``--images`` validation images) and analysed, exactly as
+the ``edvis`` verbs do it. Every stage skips what is done, so an interrupted run resumes.
+The fixed-pattern share is ``edvis.analyze.metrics.fixed_pattern_share`` of each class's true-class
+maps at the last epoch, averaged over the classes. Prints a Markdown table and writes OUT/stems.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edvis.analyze.metrics import fixed_pattern_share
+from edvis.cli import build_parser, run_guarded
+from edvis.run import RenderStore, Unit
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIGS = "paper/transposed,paper/resize,nopool/transposed,nopool/resize"
+
+
+def _stage(argv: list[str]) -> float:
+    """Run one ``edvis`` verb in this process; its wall time in seconds (raises on failure)."""
+    args = build_parser().parse_args(argv)
+    t = time.perf_counter()
+    if run_guarded(lambda: args.func(args)) != 0:
+        raise SystemExit(f"stems: edvis {' '.join(argv)} failed")
+    return time.perf_counter() - t
+
+
+def pattern_share(run: Path) -> tuple[float, int]:
+    """Mean over classes of the fixed-pattern share of the true-class maps at the last epoch; map side."""
+    store = RenderStore(run / "render")
+    epoch = store.epochs("clean")[-1]
+    maps = store.read(Unit("clean", epoch), ("map_true",))["map_true"].astype(np.float64)
+    labels = np.asarray(store.manifest()["val"]["labels"])
+    shares = [fixed_pattern_share(maps[labels == c]) for c in np.unique(labels)]
+    return float(np.nanmean(shares)), maps.shape[-1]
+
+
+def measure(run: Path) -> dict:
+    """The numbers of one finished run, from analysis.json."""
+    doc = json.loads((run / "analysis" / "analysis.json").read_text())
+    loc = doc["localisation"]["epochs"][-1]
+    rows = {r["method"]: r for r in doc["faithfulness"]["rows"] if r["epoch"] == loc["epoch"]}
+    share, side = pattern_share(run)
+    return {"epoch": loc["epoch"], "map": side, "top1": loc["top1"], "pointing": loc["pointing"],
+            "centre_pointing": loc["centre_pointing"], "pattern_share": share,
+            **{f"{k}_{m}": rows[m][f"{k}_auc"] for m in ("model", "centre") for k in ("deletion", "insertion")}}
+
+
+def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int) -> dict:
+    r = str(run)
+    seconds = {"train": _stage(["train", "--data", str(data), "--run", r, "--epochs", str(epochs), "--stem", stem,
+                                "--decoder", decoder])}
+    seconds["export"] = _stage(["export", "--run", r])
+    seconds["render"] = _stage(["render", "--run", r, "--provider", "cpu", "--perturbations"])
+    seconds["faithfulness"] = _stage(["faithfulness", "--run", r, "--epochs", "last", "--images", str(images),
+                                      "--provider", "cpu"])
+    seconds["analyze"] = _stage(["analyze", "--run", r])
+    return {"stem": stem, "decoder": decoder, "epochs": epochs, **measure(run),
+            "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | fixed-pattern share | "
+            "deletion AUC (centre) | insertion AUC (centre) | train s |\n" + "| --- " * 11 + "|")
+    lines = [head]
+    for r in rows:
+        lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}` | {r['map']}×{r['map']} | {r['epochs']} | "
+                     f"{r['top1']:.3f} | {r['pointing']:.3f} ({r['centre_pointing']:.3f}) | {r['pattern_share']:.3f} | "
+                     f"{r['deletion_model']:.3f} ({r['deletion_centre']:.3f}) | "
+                     f"{r['insertion_model']:.3f} ({r['insertion_centre']:.3f}) | {r['seconds']['train']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="folder of the run folders and stems.json")
+    p.add_argument("--embedded", type=Path, default=REPO / "data" / "embedded",
+                   help="the embedded dataset (drawn there by `edvis synth` if missing)")
+    p.add_argument("--tiny", type=Path, default=REPO.parent / "shared" / "data" / "tiny-imagenet-200-subset20")
+    p.add_argument("--datasets", default="embedded,tiny", help="which of embedded,tiny to run (default both)")
+    p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"stem/decoder pairs (default {DEFAULT_CONFIGS})")
+    p.add_argument("--epochs-embedded", type=int, default=6)
+    p.add_argument("--epochs-tiny", type=int, default=2)
+    p.add_argument("--images", type=int, default=64, help="validation images of the faithfulness measures")
+    a = p.parse_args()
+    if "embedded" in a.datasets and not (a.embedded / "wnids.txt").exists():
+        _stage(["synth", "--out", str(a.embedded)])
+    rows = []
+    for name in a.datasets.split(","):
+        data, epochs = (a.embedded, a.epochs_embedded) if name == "embedded" else (a.tiny, a.epochs_tiny)
+        for pair in a.configs.split(","):
+            stem, decoder = pair.split("/")
+            row = {"data": name, **one(data, a.out / f"{name}-{stem}-{decoder}", stem, decoder, epochs, a.images)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            (a.out / "stems.json").write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
