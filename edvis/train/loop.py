@@ -138,7 +138,8 @@ def _logged_rows(run: Run, done: list[int], last: dict[str, Any]) -> tuple[list[
 
 
 def _describe(cfg: TrainConfig, mc: ModelConfig, rt: Runtime, device: torch.device, processes: int) -> str:
-    model = [f"model={mc.name}"] + ([f"variant={mc.variant}", f"dropout={mc.dropout}"] if mc.name == "edvis-resnet18" else [])
+    edvis = [f"variant={mc.variant}", f"dropout={mc.dropout}", f"decoder={mc.decoder}"] if mc.name == "edvis-resnet18" else []
+    model = [f"model={mc.name}", f"stem={mc.stem}", *edvis]
     on = {True: "on", False: "off"}
     return (
         "config: " + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in asdict(cfg).items())
