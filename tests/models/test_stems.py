@@ -1,6 +1,8 @@
 """The stem and decoder options of the edvis network: shapes, the class maps' structure, old
 configs, pretrained weights and the ONNX export."""
 
+import json
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -9,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from edvis.cli import build_parser
+from edvis.cli import main
+from edvis.data import write_dataset
 from edvis.export import export_run
 from edvis.models import DECODERS, STEMS, ModelConfig, build_model, load_pretrained
 from edvis.run import CHECKPOINT_SCHEMA, Run, check_model_config, save_checkpoint
@@ -125,11 +128,23 @@ def test_bad_options_are_refused_naming_them():
         ModelConfig(num_classes=3, name="cam-resnet18", decoder="resize")
 
 
-def test_train_flags_reach_the_model():
-    a = build_parser().parse_args(["train", "--data", "d", "--stem", "cifar", "--decoder", "resize"])
-    assert (a.stem, a.decoder) == ("cifar", "resize")
-    a = build_parser().parse_args(["train", "--data", "d"])
-    assert (a.stem, a.decoder) == (None, None)  # the config's defaults, recorded only when set
+def test_train_flags_reach_the_run_and_a_bad_one_is_one_line(tmp_path, capsys):
+    data = write_dataset(tmp_path / "data", classes=2, seed=0, train_per_class=2, val_per_class=1)
+    def argv(run):
+        return ["train", "--data", str(data), "--run", str(run), "--device", "cpu", "--epochs", "1", "--workers", "0"]
+
+    run = tmp_path / "run"
+    assert main([*argv(run), "--stem", "nopool", "--decoder", "resize"]) == 0
+    err = capsys.readouterr().err
+    assert "stem=nopool, variant=paper, dropout=0.3, decoder=resize, image_size=64, maps=16x16" in err
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert (model["stem"], model["decoder"]) == ("nopool", "resize")
+    # Without the flags nothing new is recorded: the config a run had before the options existed.
+    assert main(argv(tmp_path / "plain")) == 0
+    assert "stem" not in json.loads((tmp_path / "plain" / "config.json").read_text())["model"]
+    capsys.readouterr()
+    assert main([*argv(tmp_path / "bad"), "--stem", "wide"]) == 2
+    assert capsys.readouterr().err.startswith("edvis: error: --stem: invalid choice: 'wide'")
 
 
 def test_pretrained_weights_fill_the_cifar_stem_except_conv1(tmp_path):
