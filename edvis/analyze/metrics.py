@@ -307,6 +307,22 @@ def fixed_pattern_share(maps: np.ndarray) -> float:
     return float(s[0] ** 2 / total)
 
 
+def parity_share(maps: np.ndarray) -> float:
+    """The share of the spatial variance of maps (N, S, S), S even, that is a checkerboard of
+    period 2: the energy of each map's projection on the four patterns constant over the cells
+    of one parity (row mod 2, column mod 2), each map with its own mean removed, over the maps'
+    whole energy. 1 for maps that depend only on the cells' parity (the stride-2 pattern a
+    transposed convolution can leave), 0 for maps whose four parity classes have equal means;
+    NaN when every map is constant."""
+    x = maps.astype(np.float64)
+    x = x - x.mean(axis=(1, 2), keepdims=True)
+    total = float(np.sum(x * x))
+    if not len(x) or total <= 0:
+        return float("nan")
+    phases = np.stack([x[:, a::2, b::2].mean(axis=(1, 2)) for a in (0, 1) for b in (0, 1)], axis=1)  # (N, 4)
+    return float(np.sum(phases**2) * x[0].size / 4 / total)
+
+
 def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N,) Pearson correlation of a[i] and b[i], each flattened (e.g. two (N, S, S) map sets);
     NaN where either is constant."""

@@ -10,8 +10,9 @@ Each configuration is one run folder OUT/<dataset>-<stem>-<decoder>, trained wit
 (seed 0) for the epochs given, then exported, rendered (clean images only), measured by
 ``edvis faithfulness`` at its last epoch (``--images`` validation images) and analysed, exactly as
 the ``edvis`` verbs do it. Every stage skips what is done, so an interrupted run resumes.
-The fixed-pattern share is ``edvis.analyze.metrics.fixed_pattern_share`` of each class's true-class
-maps at the last epoch, averaged over the classes. Prints a Markdown table and writes OUT/stems.json.
+The fixed-pattern and parity shares are ``edvis.analyze.metrics.fixed_pattern_share`` and
+``parity_share`` of each class's true-class maps at the last epoch, averaged over the classes.
+Prints a Markdown table and writes OUT/stems.json.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edvis.analyze.metrics import fixed_pattern_share
+from edvis.analyze.metrics import fixed_pattern_share, parity_share
 from edvis.cli import build_parser, run_guarded
 from edvis.run import RenderStore, Unit
 
@@ -41,14 +42,17 @@ def _stage(argv: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def pattern_share(run: Path) -> tuple[float, int]:
-    """Mean over classes of the fixed-pattern share of the true-class maps at the last epoch; map side."""
+def pattern_share(run: Path) -> tuple[float, float, int]:
+    """Means over classes of the fixed-pattern and the parity shares of the true-class maps at the
+    last epoch; the maps' side."""
     store = RenderStore(run / "render")
     epoch = store.epochs("clean")[-1]
     maps = store.read(Unit("clean", epoch), ("map_true",))["map_true"].astype(np.float64)
     labels = np.asarray(store.manifest()["val"]["labels"])
-    shares = [fixed_pattern_share(maps[labels == c]) for c in np.unique(labels)]
-    return float(np.nanmean(shares)), maps.shape[-1]
+    classes = np.unique(labels)
+    fixed = [fixed_pattern_share(maps[labels == c]) for c in classes]
+    parity = [parity_share(maps[labels == c]) for c in classes]
+    return float(np.nanmean(fixed)), float(np.nanmean(parity)), maps.shape[-1]
 
 
 def measure(run: Path) -> dict:
@@ -56,9 +60,9 @@ def measure(run: Path) -> dict:
     doc = json.loads((run / "analysis" / "analysis.json").read_text())
     loc = doc["localisation"]["epochs"][-1]
     rows = {r["method"]: r for r in doc["faithfulness"]["rows"] if r["epoch"] == loc["epoch"]}
-    share, side = pattern_share(run)
+    share, parity, side = pattern_share(run)
     return {"epoch": loc["epoch"], "map": side, "top1": loc["top1"], "pointing": loc["pointing"],
-            "centre_pointing": loc["centre_pointing"], "pattern_share": share,
+            "centre_pointing": loc["centre_pointing"], "pattern_share": share, "parity_share": parity,
             **{f"{k}_{m}": rows[m][f"{k}_auc"] for m in ("model", "centre") for k in ("deletion", "insertion")}}
 
 
@@ -76,12 +80,13 @@ def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | fixed-pattern share | "
-            "deletion AUC (centre) | insertion AUC (centre) | train s |\n" + "| --- " * 11 + "|")
+    head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | fixed-pattern share | parity share | "
+            "deletion AUC (centre) | insertion AUC (centre) | train s |\n" + "| --- " * 12 + "|")
     lines = [head]
     for r in rows:
         lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}` | {r['map']}×{r['map']} | {r['epochs']} | "
                      f"{r['top1']:.3f} | {r['pointing']:.3f} ({r['centre_pointing']:.3f}) | {r['pattern_share']:.3f} | "
+                     f"{r['parity_share']:.3f} | "
                      f"{r['deletion_model']:.3f} ({r['deletion_centre']:.3f}) | "
                      f"{r['insertion_model']:.3f} ({r['insertion_centre']:.3f}) | {r['seconds']['train']:.0f} |")
     return "\n".join(lines)
