@@ -3,8 +3,8 @@
 deletion/insertion against the centre prior. Too long for `make bench`; run it on its own:
 
     python tests/bench/stems.py --out /tmp/stems [--embedded data/embedded]
-        [--tiny ../shared/data/tiny-imagenet-200-subset20] [--configs paper/transposed,nopool/resize,...]
-        [--epochs-embedded 6] [--epochs-tiny 2] [--images 64]
+        [--tiny ../shared/data/tiny-imagenet-200-subset20] [--tiny-per-class 100]
+        [--configs paper/transposed,nopool/resize,...] [--epochs-embedded 3] [--epochs-tiny 3] [--images 64]
 
 Each configuration is one run folder OUT/<dataset>-<stem>-<decoder>, trained with the demo recipe
 (seed 0) for the epochs given, then exported, rendered (clean images only), measured by
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,26 @@ def measure(run: Path) -> dict:
             **{f"{k}_{m}": rows[m][f"{k}_auc"] for m in ("model", "centre") for k in ("deletion", "insertion")}}
 
 
+def tiny_subset(src: Path, out: Path, per_class: int) -> Path:
+    """A copy of ``src`` (Tiny ImageNet layout) with the first ``per_class`` training images of each
+    class by file name, and all of its validation images; made once, left alone when there."""
+    if (out / "wnids.txt").exists():
+        return out
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "train").mkdir(parents=True)
+    shutil.copytree(src / "val", tmp / "val")
+    shutil.copy(src / "words.txt", tmp / "words.txt")
+    for wnid in (src / "wnids.txt").read_text().split():
+        images = tmp / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        for f in sorted((src / "train" / wnid / "images").iterdir())[:per_class]:
+            shutil.copy(f, images / f.name)
+    shutil.copy(src / "wnids.txt", tmp / "wnids.txt")  # last: marks the copy complete
+    tmp.rename(out)
+    return out
+
+
 def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int) -> dict:
     r = str(run)
     seconds = {"train": _stage(["train", "--data", str(data), "--run", r, "--epochs", str(epochs), "--stem", stem,
@@ -100,12 +121,16 @@ def main() -> int:
     p.add_argument("--tiny", type=Path, default=REPO.parent / "shared" / "data" / "tiny-imagenet-200-subset20")
     p.add_argument("--datasets", default="embedded,tiny", help="which of embedded,tiny to run (default both)")
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"stem/decoder pairs (default {DEFAULT_CONFIGS})")
-    p.add_argument("--epochs-embedded", type=int, default=6)
-    p.add_argument("--epochs-tiny", type=int, default=2)
+    p.add_argument("--tiny-per-class", type=int, default=100,
+                   help="train on a copy (under OUT) of the first N training images of each class (0: all)")
+    p.add_argument("--epochs-embedded", type=int, default=3)
+    p.add_argument("--epochs-tiny", type=int, default=3)
     p.add_argument("--images", type=int, default=64, help="validation images of the faithfulness measures")
     a = p.parse_args()
     if "embedded" in a.datasets and not (a.embedded / "wnids.txt").exists():
         _stage(["synth", "--out", str(a.embedded)])
+    if "tiny" in a.datasets and a.tiny_per_class:
+        a.tiny = tiny_subset(a.tiny, a.out / f"tiny-{a.tiny_per_class}", a.tiny_per_class)
     rows = []
     for name in a.datasets.split(","):
         data, epochs = (a.embedded, a.epochs_embedded) if name == "embedded" else (a.tiny, a.epochs_tiny)
