@@ -1,9 +1,8 @@
 """The encoder-decoder network whose last layer explains its own prediction.
 
 ResNet-18 without its pooling and classifier encodes a 64×64 image to (512, 2, 2) (with the
-paper's stem; see ``stem`` below). A 1×1
-convolution expands that to one channel per class, two transposed convolutions decode
-2 → 4 → 8, and the last one is a *group* convolution (groups = classes), so each 8×8 output
+paper's stem; see ``stem`` below). A 1×1 convolution expands that to one channel per class, two
+transposed convolutions decode 2 → 4 → 8, and the last one is a *group* convolution (groups = classes), so each 8×8 output
 map is computed from its own class's channel only. The logits are the maps' global average:
 the maps are the model's explanation, with no gradient or classifier weight involved.
 
@@ -22,7 +21,7 @@ without them, from before they existed, builds the same network):
   H/16 (4×4 cells, 16×16 maps). ``cifar``: a stride-1 3×3 conv1 and no max-pool, H/8 (8×8 cells,
   32×32 maps), as is common for 64-px Tiny ImageNet; it costs about 16× the paper stem's compute.
 * ``decoder``: ``transposed``, the paper's two transposed convolutions (kernel 4, stride 2), whose
-  overlap leaves a fixed checkerboard in the maps (Odena et al., 2016); or ``resize``: twice a
+  stride-2 phases leave a fixed checkerboard in the maps (Odena et al., 2016); or ``resize``: twice a
   nearest-neighbour ×2 upsampling followed by a 3×3 convolution, the second again a group
   convolution (groups = classes), so each class still has its own map.
 
