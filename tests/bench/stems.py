@@ -96,13 +96,15 @@ def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int
     seconds["faithfulness"] = _stage(["faithfulness", "--run", r, "--epochs", "last", "--images", str(images),
                                       "--provider", "cpu"])
     seconds["analyze"] = _stage(["analyze", "--run", r])
+    # Training's own time from its metrics (a rerun that trains nothing still reports it).
+    seconds["train"] = sum(json.loads(line)["seconds"] for line in (run / "metrics.jsonl").read_text().splitlines())
     return {"stem": stem, "decoder": decoder, "epochs": epochs, **measure(run),
             "seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
 
 def table(rows: list[dict]) -> str:
     head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | fixed-pattern share | parity share | "
-            "deletion AUC (centre) | insertion AUC (centre) | train s |\n" + "| --- " * 12 + "|")
+            "deletion AUC (centre) | insertion AUC (centre) | train s (wall) |\n" + "| --- " * 12 + "|")
     lines = [head]
     for r in rows:
         lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}` | {r['map']}×{r['map']} | {r['epochs']} | "
