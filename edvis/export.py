@@ -42,7 +42,9 @@ RTOL = 1e-3
 # Version of what an exported file holds; files of another version are exported again.
 EXPORT_FORMAT = 2  # 2: intermediate layers as extra outputs
 # Intermediate outputs exported beside logits and maps, named ``layer.<name>``, for the site's
-# Layers page: (name, path of the submodule whose output it is).
+# Layers page: (name, path of the submodule whose output it is). The sides noted are the paper
+# stem's; ``--stem nopool`` doubles those from layer1 on, ``--stem cifar`` doubles conv1's and
+# quadruples the rest (the module paths are the same for every stem and decoder).
 TAPS: dict[str, list[tuple[str, str]]] = {
     "edvis-resnet18": [
         ("conv1", "encoder.2"),  # after conv1, bn1 and ReLU: (64, H/2, W/2)

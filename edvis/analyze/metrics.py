@@ -291,6 +291,38 @@ def sharpness(maps: np.ndarray) -> np.ndarray:
     return out
 
 
+def fixed_pattern_share(maps: np.ndarray) -> float:
+    """The share of the spatial variance of one class's maps (N, S, S) that a single fixed
+    pattern, scaled per map, explains: σ₁² / Σ σ_k² of the (N, S²) matrix of the maps with each
+    map's own mean removed (σ its singular values; the first right singular vector is the
+    pattern). 1 when every map is a multiple of one pattern plus a constant; 1/r when the maps'
+    variance is spread evenly over r orthogonal patterns (so never below 1/min(N, S² − 1)); NaN
+    when every map is constant. The maps' mean (their logit) does not count as variance."""
+    x = maps.reshape(len(maps), -1).astype(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    total = float(np.sum(x * x))
+    if not len(x) or total <= 0:
+        return float("nan")
+    s = np.linalg.svd(x, compute_uv=False)
+    return float(s[0] ** 2 / total)
+
+
+def parity_share(maps: np.ndarray) -> float:
+    """The share of the spatial variance of maps (N, S, S), S even, that is a checkerboard of
+    period 2: the energy of each map's projection on the four patterns constant over the cells
+    of one parity (row mod 2, column mod 2), each map with its own mean removed, over the maps'
+    whole energy. 1 for maps that depend only on the cells' parity (the stride-2 pattern a
+    transposed convolution can leave), 0 for maps whose four parity classes have equal means;
+    NaN when every map is constant."""
+    x = maps.astype(np.float64)
+    x = x - x.mean(axis=(1, 2), keepdims=True)
+    total = float(np.sum(x * x))
+    if not len(x) or total <= 0:
+        return float("nan")
+    phases = np.stack([x[:, a::2, b::2].mean(axis=(1, 2)) for a in (0, 1) for b in (0, 1)], axis=1)  # (N, 4)
+    return float(np.sum(phases**2) * x[0].size / 4 / total)
+
+
 def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N,) Pearson correlation of a[i] and b[i], each flattened (e.g. two (N, S, S) map sets);
     NaN where either is constant."""

@@ -89,7 +89,8 @@ def cmd_train(a: argparse.Namespace) -> None:
         cfg = replace(cfg, pretrained=str(Path(cfg.pretrained).expanduser().resolve()))
     runtime = Runtime(workers=a.workers, preload=a.preload, amp=a.amp, channels_last=a.channels_last)
     variant = a.variant or RECIPE_VARIANTS.get(a.recipe)
-    model = {"name": a.model, "variant": variant, "dropout": a.dropout, "image_size": a.image_size}
+    model = {"name": a.model, "variant": variant, "dropout": a.dropout, "image_size": a.image_size,
+             "stem": a.stem, "decoder": a.decoder}
     # One training process per run folder: rank 0 holds the lock for the whole torchrun job.
     lock = writer_lock(a.run, "train") if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
     with lock, distributed(pick_device(a.device)) as device:
@@ -288,6 +289,14 @@ def _add_train_model(m: argparse._ArgumentGroup) -> None:
                    "(InstanceNorm expand, Dropout2d) describes it (default: the recipe's, paper for demo and "
                    "author for author)")
     m.add_argument("--dropout", type=number(float, 0, 1, high_open=True), help="edvis decoder dropout probability (default 0.3)")
+    m.add_argument("--stem", choices=["paper", "nopool", "cifar"],
+                   help="how the ResNet-18 encoder starts: paper (7×7 stride-2 conv1 and max-pool, encoder /32: 8×8 "
+                   "edvis maps at 64 px), nopool (no max-pool, /16: 16×16 maps, ~4× the compute) or cifar (3×3 "
+                   "stride-1 conv1, no max-pool, /8: 32×32 maps, ~16× the compute) (default paper)")
+    m.add_argument("--decoder", choices=["transposed", "resize"],
+                   help="edvis decoder upsampling: transposed (the paper's transposed convolutions, which leave a "
+                   "fixed checkerboard) or resize (nearest ×2 then a 3×3 convolution, the last grouped by class) "
+                   "(default transposed)")
     m.add_argument("--image-size", type=number(int, 32),
                    help="side images are resized to, 32 or more; a multiple of 32 for edvis-resnet18 (default 64, "
                    "Tiny ImageNet's own)")

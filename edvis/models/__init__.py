@@ -5,7 +5,9 @@ takes what an image file holds (uint8 NHWC RGB), as the exported graph does.
 """
 
 from edvis.models.networks import (
+    DECODERS,
     MODEL_NAMES,
+    STEMS,
     TINY_MEAN,
     TINY_STD,
     VARIANTS,
@@ -21,6 +23,7 @@ from edvis.models.networks import (
 from edvis.models.torchvision_cam import HeadError, TorchvisionCam, torchvision_taps
 
 __all__ = [
+    "DECODERS", "STEMS",
     "MODEL_NAMES", "TINY_MEAN", "TINY_STD", "VARIANTS", "CamNet", "ClassMapDecoder", "EncoderDecoderNet", "ModelConfig",
     "HeadError", "PretrainedError", "TorchvisionCam", "Uint8Input", "build_model", "load_pretrained", "torchvision_taps",
 ]

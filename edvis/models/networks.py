@@ -1,8 +1,8 @@
 """The encoder-decoder network whose last layer explains its own prediction.
 
-ResNet-18 without its pooling and classifier encodes a 64×64 image to (512, 2, 2). A 1×1
-convolution expands that to one channel per class, two transposed convolutions decode
-2 → 4 → 8, and the last one is a *group* convolution (groups = classes), so each 8×8 output
+ResNet-18 without its pooling and classifier encodes a 64×64 image to (512, 2, 2) (with the
+paper's stem; see ``stem`` below). A 1×1 convolution expands that to one channel per class, two
+transposed convolutions decode 2 → 4 → 8, and the last one is a *group* convolution (groups = classes), so each 8×8 output
 map is computed from its own class's channel only. The logits are the maps' global average:
 the maps are the model's explanation, with no gradient or classifier weight involved.
 
@@ -12,6 +12,18 @@ Two variants, named after their source:
   plain ``Dropout(0.3)`` after the first two.
 * ``author``: as the author's code has it: ``InstanceNorm2d(affine=True)`` after the expand
   step, BatchNorm after the two transposed convolutions, ``Dropout2d(0.3)`` after the first two.
+
+Two options refine the network beyond the paper's (the defaults are the paper's, and a config
+without them, from before they existed, builds the same network):
+
+* ``stem``: how the encoder starts. ``paper``: torchvision's stride-2 7×7 conv1 and the max-pool,
+  encoder output H/32 (2×2 cells at 64 px, 8×8 maps). ``nopool``: the same conv1, no max-pool,
+  H/16 (4×4 cells, 16×16 maps). ``cifar``: a stride-1 3×3 conv1 and no max-pool, H/8 (8×8 cells,
+  32×32 maps), as is common for 64-px Tiny ImageNet; it costs about 16× the paper stem's compute.
+* ``decoder``: ``transposed``, the paper's two transposed convolutions (kernel 4, stride 2), whose
+  stride-2 phases leave a fixed checkerboard in the maps (Odena et al., 2016); or ``resize``: twice a
+  nearest-neighbour ×2 upsampling followed by a 3×3 convolution, the second again a group
+  convolution (groups = classes), so each class still has its own map.
 
 The baseline the paper compares with, ``cam-resnet18``, is a plain ResNet-18 classifier (global
 average pooling, one linear layer) whose maps are class activation maps (Zhou et al., 2016):
@@ -33,6 +45,13 @@ from torchvision.models import resnet18
 from edvis.errors import EdvisError, UsageError
 
 VARIANTS = ("paper", "author")
+STEMS = ("paper", "nopool", "cifar")
+DECODERS = ("transposed", "resize")
+# The encoder's output stride for each stem.
+STEM_STRIDE = {"paper": 32, "nopool": 16, "cifar": 8}
+# Fields added after checkpoints were first written: left out of ``to_dict()`` at their default,
+# so a run with the paper's stem and decoder keeps the config it had before they existed.
+_NEW_FIELD_DEFAULTS = {"stem": "paper", "decoder": "transposed"}
 MODEL_NAMES = ("edvis-resnet18", "cam-resnet18")
 TORCHVISION = "torchvision:"  # --model torchvision:NAME: edvis.models.torchvision_cam
 
@@ -46,6 +65,7 @@ class ModelConfig:
     """Everything needed to rebuild a model; stored in every checkpoint.
 
     ``variant`` and ``dropout`` shape the edvis decoder only; ``cam-resnet18`` ignores them.
+    ``stem`` shapes the encoder of both networks; ``decoder`` is the edvis network's.
     """
 
     num_classes: int
@@ -55,6 +75,8 @@ class ModelConfig:
     image_size: int = 64
     mean: tuple[float, float, float] = TINY_MEAN
     std: tuple[float, float, float] = TINY_STD
+    stem: str = "paper"
+    decoder: str = "transposed"
 
     def __post_init__(self) -> None:
         if self.name.startswith(TORCHVISION):
@@ -65,6 +87,14 @@ class ModelConfig:
             raise UsageError(f"model name must be one of {MODEL_NAMES} or torchvision:NAME, got {self.name!r}")
         if self.variant not in VARIANTS:
             raise UsageError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.stem not in STEMS:
+            raise UsageError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if self.decoder not in DECODERS:
+            raise UsageError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.stem != "paper" and self.name.startswith(TORCHVISION):
+            raise UsageError(f"stem {self.stem!r} is for edvis-resnet18 and cam-resnet18; {self.name} keeps its own")
+        if self.decoder != "transposed" and self.name != "edvis-resnet18":
+            raise UsageError(f"decoder {self.decoder!r} is the edvis network's; {self.name} has no decoder")
         if self.num_classes < 1:
             raise UsageError(f"num_classes must be positive, got {self.num_classes}")
         if self.image_size < 32:
@@ -74,18 +104,25 @@ class ModelConfig:
 
     @property
     def map_size(self) -> int:
-        """Side of the square maps the model returns: H/8 for edvis, the last feature map's for the
-        CAM models (ceil(H/32) for ResNet-18; a torchvision model's found by a shape-only probe)."""
+        """Side of the square maps the model returns: a torchvision model's last feature map (found
+        by a shape-only probe); the encoder's output side for the CAM baseline (ceil(H/32) with the
+        paper's stem, ceil(H/16) nopool, H/8 cifar: each stride-2 step rounds up), four times
+        that for edvis (decoder ×4)."""
         if self.name.startswith(TORCHVISION):
             from edvis.models.torchvision_cam import probe
 
             return probe(self.name, self.image_size)[0]
+        cells = -(-self.image_size // STEM_STRIDE[self.stem])  # the last convolutional features
         if self.name == "cam-resnet18":
-            return -(-self.image_size // 32)  # the last convolutional features: five stride-2 steps
-        return self.image_size // 8  # encoder /32, decoder ×4
+            return cells
+        return cells * 4
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for k, default in _NEW_FIELD_DEFAULTS.items():
+            if d[k] == default:
+                del d[k]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -96,16 +133,35 @@ class ModelConfig:
         return cls(**d)
 
 
-def resnet18_encoder() -> nn.Sequential:
-    """torchvision's ResNet-18 up to ``layer4``: (B, 3, H, W) → (B, 512, H/32, W/32)."""
+def resnet18_encoder(stem: str = "paper") -> nn.Sequential:
+    """torchvision's ResNet-18 up to ``layer4``: (B, 3, H, W) → (B, 512, H/s, W/s), s the stem's
+    stride (``STEM_STRIDE``). The indices stay those of the paper's stem whatever the stem (a
+    dropped max-pool is an Identity), so weights and layer taps name the same modules."""
     net = resnet18(weights=None)
-    return nn.Sequential(
-        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
-    )
+    conv1: nn.Module = net.conv1
+    pool: nn.Module = net.maxpool
+    if stem == "cifar":
+        conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's
+    if stem in ("nopool", "cifar"):
+        pool = nn.Identity()
+    return nn.Sequential(conv1, net.bn1, net.relu, pool, net.layer1, net.layer2, net.layer3, net.layer4)
+
+
+def _upsample_x2(c: int, groups: int, kind: str) -> list[nn.Module]:
+    """×2 upsampling of (B, c, h, w): a transposed convolution (kernel 4, stride 2, padding 1), or
+    a nearest-neighbour resize then a 3×3 convolution (padding 1); no bias either way."""
+    if kind == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, 1, 1, bias=False, groups=groups)]
+    return [nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False, groups=groups)]
 
 
 class ClassMapDecoder(nn.Module):
-    """(B, 512, 2, 2) → (B, C, 8, 8): expand to one channel per class, then decode twice."""
+    """(B, 512, h, w) → (B, C, 4h, 4w): expand to one channel per class, then decode twice.
+
+    ``kind`` ``transposed`` (the paper's) or ``resize`` (see ``_upsample_x2``); the norms, ReLUs and
+    dropouts after each step are the same for both, and so are the module names (expand, up1, up2).
+    """
 
     def __init__(
         self,
@@ -113,28 +169,25 @@ class ClassMapDecoder(nn.Module):
         expand_norm: Callable[[int], nn.Module],
         dropout: Callable[[], nn.Module],
         in_channels: int = 512,
+        kind: str = "transposed",
     ) -> None:
         super().__init__()
         c = num_classes
         self.expand = nn.Sequential(
             nn.Conv2d(in_channels, c, 1, bias=False), expand_norm(c), nn.ReLU(inplace=True), dropout()
         )
-        self.up1 = nn.Sequential(
-            nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True), dropout()
-        )
+        self.up1 = nn.Sequential(*_upsample_x2(c, 1, kind), nn.BatchNorm2d(c), nn.ReLU(inplace=True), dropout())
         # groups=c: class k's map sees only channel k of the layer below.
-        self.up2 = nn.Sequential(
-            nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False, groups=c), nn.BatchNorm2d(c), nn.ReLU(inplace=True)
-        )
+        self.up2 = nn.Sequential(*_upsample_x2(c, c, kind), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
 
     def forward(self, f: Tensor) -> Tensor:
-        x = self.expand(f)  # (B, C, 2, 2)
-        x = self.up1(x)  # (B, C, 4, 4)
-        return self.up2(x)  # (B, C, 8, 8)
+        x = self.expand(f)  # (B, C, h, w)
+        x = self.up1(x)  # (B, C, 2h, 2w)
+        return self.up2(x)  # (B, C, 4h, 4w)
 
 
 class EncoderDecoderNet(nn.Module):
-    """Returns ``(logits, maps)``: logits (B, C) are the spatial mean of maps (B, C, 8, 8)."""
+    """Returns ``(logits, maps)``: logits (B, C) are the spatial mean of maps (B, C, S, S)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -145,11 +198,11 @@ class EncoderDecoderNet(nn.Module):
         else:
             expand_norm = lambda c: nn.InstanceNorm2d(c, affine=True)
             dropout = lambda: nn.Dropout2d(config.dropout)
-        self.encoder = resnet18_encoder()
-        self.decoder = ClassMapDecoder(config.num_classes, expand_norm, dropout)
+        self.encoder = resnet18_encoder(config.stem)
+        self.decoder = ClassMapDecoder(config.num_classes, expand_norm, dropout, kind=config.decoder)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        maps = self.decoder(self.encoder(x))  # (B, C, 8, 8)
+        maps = self.decoder(self.encoder(x))  # (B, C, S, S)
         return maps.mean(dim=(2, 3)), maps
 
 
@@ -166,7 +219,7 @@ class CamNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = resnet18_encoder()
+        self.encoder = resnet18_encoder(config.stem)
         self.fc = nn.Linear(512, config.num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -222,11 +275,13 @@ def encoder_state_from_resnet18(state: dict[str, Tensor], source: str) -> dict[s
     return out
 
 
-def load_encoder_weights(model: nn.Module, state: dict[str, Any], source: str) -> None:
+def load_encoder_weights(model: nn.Module, state: dict[str, Any], source: str) -> str:
     """Copy a torchvision ResNet-18 state dict into ``model.encoder``, strictly.
 
     Every encoder parameter and buffer must be present with its exact shape; ``fc.*`` is
-    ignored. Errors name ``source`` (the file or the weights' name).
+    ignored. The one exception is the ``cifar`` stem's 3×3 conv1, which the 7×7 ImageNet conv1
+    does not fit: it keeps its initialisation (bn1 and everything after are loaded). Errors name
+    ``source`` (the file or the weights' name). Returns what was left out, or "".
     """
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise PretrainedError(f"{source}: not a state dict (a dict of tensors)")
@@ -236,6 +291,12 @@ def load_encoder_weights(model: nn.Module, state: dict[str, Any], source: str) -
     missing = [k for k in own if k not in renamed]
     if missing:
         raise PretrainedError(f"{source}: ResNet-18 weights missing: {_few(_torchvision_names(missing))}")
+    kept = ""
+    stem = getattr(getattr(model, "config", None), "stem", "paper")
+    if stem == "cifar" and renamed["0.weight"].shape != own["0.weight"].shape:
+        kept = (f"conv1 left at its initialisation: the cifar stem's conv1 is {tuple(own['0.weight'].shape)}, "
+                f"the weights' {tuple(renamed['0.weight'].shape)}")
+        renamed["0.weight"] = own["0.weight"]
     wrong = [k for k in own if renamed[k].shape != own[k].shape]
     if wrong:
         k = wrong[0]
@@ -245,6 +306,7 @@ def load_encoder_weights(model: nn.Module, state: dict[str, Any], source: str) -
             + (f" (and {len(wrong) - 1} more mismatches)" if len(wrong) > 1 else "")
         )
     encoder.load_state_dict(renamed, strict=True)
+    return kept
 
 
 def _torchvision_names(keys: list[str]) -> list[str]:
@@ -316,12 +378,12 @@ def read_state_dict(spec: str, what: str) -> Any:
 def load_pretrained(model: nn.Module, spec: str) -> str:
     """Start ``model``'s encoder from the weights ``spec`` names (see :func:`pretrained_state`).
 
-    Returns a description of the weights loaded. A torchvision model starts from its own weights
-    (:meth:`TorchvisionCam.load_pretrained`).
+    Returns a description of the weights loaded (and of what was not, for the cifar stem's conv1).
+    A torchvision model starts from its own weights (:meth:`TorchvisionCam.load_pretrained`).
     """
     own = getattr(model, "load_pretrained", None)
     if own is not None:
         return str(own(spec))
     state, source = pretrained_state(spec)
-    load_encoder_weights(model, state, source)
-    return source
+    kept = load_encoder_weights(model, state, source)
+    return f"{source} ({kept})" if kept else source

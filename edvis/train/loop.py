@@ -94,7 +94,7 @@ def _check_same(existing: dict[str, Any], wanted: dict[str, Any], path: Path) ->
     defaults = {"model": _defaults(ModelConfig), "train": _defaults(TrainConfig)}
     for section in ("model", "train", "dataset"):
         old = {**defaults.get(section, {}), **existing.get(section, {})}
-        new = wanted[section]
+        new = {**defaults.get(section, {}), **wanted[section]}
         for key in sorted(set(old) | set(new)):
             if key in ("root",):  # the same data may be reached by another path
                 continue
@@ -138,7 +138,8 @@ def _logged_rows(run: Run, done: list[int], last: dict[str, Any]) -> tuple[list[
 
 
 def _describe(cfg: TrainConfig, mc: ModelConfig, rt: Runtime, device: torch.device, processes: int) -> str:
-    model = [f"model={mc.name}"] + ([f"variant={mc.variant}", f"dropout={mc.dropout}"] if mc.name == "edvis-resnet18" else [])
+    edvis = [f"variant={mc.variant}", f"dropout={mc.dropout}", f"decoder={mc.decoder}"] if mc.name == "edvis-resnet18" else []
+    model = [f"model={mc.name}", f"stem={mc.stem}", *edvis]
     on = {True: "on", False: "off"}
     return (
         "config: " + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in asdict(cfg).items())

@@ -13,11 +13,13 @@ from edvis.analyze.metrics import (
     ece,
     energy_share,
     first_reaching,
+    fixed_pattern_share,
     flip_counts,
     learning_order,
     localisation,
     map_peaks,
     nanmean,
+    parity_share,
     pattern_formed,
     pearson_rows,
     rankdata,
@@ -301,3 +303,28 @@ def test_relative_ce():
 def test_nanmean():
     assert nanmean(np.array([1.0, np.nan, 2.0])) == 1.5
     assert np.isnan(nanmean(np.array([np.nan])))
+
+
+def test_fixed_pattern_share_by_hand():
+    diag = np.array([[1.0, 0.0], [0.0, 1.0]])  # centred: ±0.5, energy 1
+    # One pattern, any scale, sign or offset per map: all of the variance.
+    assert fixed_pattern_share(np.stack([diag, 3 * diag + 2, 1 - diag])) == pytest.approx(1.0)
+    # Two orthogonal patterns of energies 1 and 4 ([[3, 3], [1, 1]] centred is ±1): the larger explains 4/5.
+    assert fixed_pattern_share(np.stack([diag, np.array([[3.0, 3.0], [1.0, 1.0]])])) == pytest.approx(0.8)
+    # Three orthogonal patterns of equal energy: 1/3.
+    rows = np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([[1.0, 0.0], [1.0, 0.0]]), diag
+    assert fixed_pattern_share(np.stack(rows)) == pytest.approx(1 / 3)
+    # Constant maps carry no spatial variance at all.
+    assert np.isnan(fixed_pattern_share(np.full((3, 2, 2), 7.0)))
+
+
+def test_parity_share_by_hand():
+    checker = np.tile(np.array([[1.0, 0.0], [0.0, 1.0]]), (2, 2))  # 4×4, depends on parity only
+    assert parity_share(checker[None]) == pytest.approx(1.0)
+    # Rows 0..3: centred -1.5, -0.5, 0.5, 1.5 (energy 4 × 5 = 20); even rows average -0.5, odd
+    # rows 0.5, so the parity part is ±0.5 on all 16 cells: energy 4, a share of 4 / 20.
+    ramp = np.repeat(np.arange(4.0)[:, None], 4, axis=1)
+    assert parity_share(ramp[None]) == pytest.approx(0.2)
+    # Pooled over maps by energy: the checkerboard (energy 4) and the ramp (20): (4 + 4) / 24.
+    assert parity_share(np.stack([checker, ramp])) == pytest.approx(8 / 24)
+    assert np.isnan(parity_share(np.zeros((2, 4, 4))))

@@ -93,6 +93,9 @@ def test_checkpoint_per_epoch_metrics_and_resume_equal_straight_run(tiny_data, t
     with pytest.raises(RunError, match=r"train\.lr"):
         train(tmp_path / "a", tiny_data, model, resolve_config("demo", epochs=3, batch_size=4,
               rotation=10.0, lr=0.1), CPU)
+    # The stem, recorded only when not the paper's, still reads as the paper's in a run without it.
+    with pytest.raises(RunError, match=r"model\.stem: 'paper' → 'nopool'"):
+        train(tmp_path / "a", tiny_data, {**model, "stem": "nopool"}, cfg, CPU)
 
     # A last checkpoint cut short (copied or synced halfway) is reported, never loaded or skipped.
     last = b.checkpoint(3)

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The edvis network's stems and decoders side by side: top-1, pointing, fixed-pattern share,
+deletion/insertion against the centre prior. Too long for `make bench`; run it on its own:
+
+    python tests/bench/stems.py --out /tmp/stems [--embedded data/embedded]
+        [--tiny ../shared/data/tiny-imagenet-200-subset20] [--tiny-per-class 100]
+        [--configs paper/transposed,nopool/resize,...] [--epochs-embedded 3] [--epochs-tiny 3] [--images 64]
+
+Each configuration is one run folder OUT/<dataset>-<stem>-<decoder>, trained with the demo recipe
+(seed 0) for the epochs given, then exported, rendered (clean images only), measured by
+``edvis faithfulness`` at its last epoch (``--images`` validation images) and analysed, exactly as
+the ``edvis`` verbs do it. Every stage skips what is done, so an interrupted run resumes.
+The fixed-pattern and parity shares are ``edvis.analyze.metrics.fixed_pattern_share`` and
+``parity_share`` of each class's true-class maps at the last epoch, averaged over the classes.
+Prints a Markdown table and writes OUT/stems.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edvis.analyze.metrics import fixed_pattern_share, parity_share
+from edvis.cli import build_parser, run_guarded
+from edvis.run import RenderStore, Unit
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIGS = "paper/transposed,paper/resize,nopool/transposed,nopool/resize"
+
+
+def _stage(argv: list[str]) -> float:
+    """Run one ``edvis`` verb in this process; its wall time in seconds (raises on failure)."""
+    args = build_parser().parse_args(argv)
+    t = time.perf_counter()
+    if run_guarded(lambda: args.func(args)) != 0:
+        raise SystemExit(f"stems: edvis {' '.join(argv)} failed")
+    return time.perf_counter() - t
+
+
+def pattern_share(run: Path) -> tuple[float, float, int]:
+    """Means over classes of the fixed-pattern and the parity shares of the true-class maps at the
+    last epoch; the maps' side."""
+    store = RenderStore(run / "render")
+    epoch = store.epochs("clean")[-1]
+    maps = store.read(Unit("clean", epoch), ("map_true",))["map_true"].astype(np.float64)
+    labels = np.asarray(store.manifest()["val"]["labels"])
+    classes = np.unique(labels)
+    fixed = [fixed_pattern_share(maps[labels == c]) for c in classes]
+    parity = [parity_share(maps[labels == c]) for c in classes]
+    return float(np.nanmean(fixed)), float(np.nanmean(parity)), maps.shape[-1]
+
+
+def measure(run: Path) -> dict:
+    """The numbers of one finished run, from analysis.json."""
+    doc = json.loads((run / "analysis" / "analysis.json").read_text())
+    loc = doc["localisation"]["epochs"][-1]
+    rows = {r["method"]: r for r in doc["faithfulness"]["rows"] if r["epoch"] == loc["epoch"]}
+    share, parity, side = pattern_share(run)
+    return {"epoch": loc["epoch"], "map": side, "top1": loc["top1"], "pointing": loc["pointing"],
+            "centre_pointing": loc["centre_pointing"], "pattern_share": share, "parity_share": parity,
+            **{f"{k}_{m}": rows[m][f"{k}_auc"] for m in ("model", "centre") for k in ("deletion", "insertion")}}
+
+
+def tiny_subset(src: Path, out: Path, per_class: int) -> Path:
+    """A copy of ``src`` (Tiny ImageNet layout) with the first ``per_class`` training images of each
+    class by file name, and all of its validation images; made once, left alone when there."""
+    if (out / "wnids.txt").exists():
+        return out
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "train").mkdir(parents=True)
+    shutil.copytree(src / "val", tmp / "val")
+    shutil.copy(src / "words.txt", tmp / "words.txt")
+    for wnid in (src / "wnids.txt").read_text().split():
+        images = tmp / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        for f in sorted((src / "train" / wnid / "images").iterdir())[:per_class]:
+            shutil.copy(f, images / f.name)
+    shutil.copy(src / "wnids.txt", tmp / "wnids.txt")  # last: marks the copy complete
+    tmp.rename(out)
+    return out
+
+
+def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int) -> dict:
+    r = str(run)
+    seconds = {"train": _stage(["train", "--data", str(data), "--run", r, "--epochs", str(epochs), "--stem", stem,
+                                "--decoder", decoder])}
+    seconds["export"] = _stage(["export", "--run", r])
+    seconds["render"] = _stage(["render", "--run", r, "--provider", "cpu", "--perturbations"])
+    seconds["faithfulness"] = _stage(["faithfulness", "--run", r, "--epochs", "last", "--images", str(images),
+                                      "--provider", "cpu"])
+    seconds["analyze"] = _stage(["analyze", "--run", r])
+    # Training's own time from its metrics (a rerun that trains nothing still reports it).
+    seconds["train"] = sum(json.loads(line)["seconds"] for line in (run / "metrics.jsonl").read_text().splitlines())
+    return {"stem": stem, "decoder": decoder, "epochs": epochs, **measure(run),
+            "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | fixed-pattern share | parity share | "
+            "deletion AUC (centre) | insertion AUC (centre) | train s (wall) |\n" + "| --- " * 12 + "|")
+    lines = [head]
+    for r in rows:
+        lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}` | {r['map']}×{r['map']} | {r['epochs']} | "
+                     f"{r['top1']:.3f} | {r['pointing']:.3f} ({r['centre_pointing']:.3f}) | {r['pattern_share']:.3f} | "
+                     f"{r['parity_share']:.3f} | "
+                     f"{r['deletion_model']:.3f} ({r['deletion_centre']:.3f}) | "
+                     f"{r['insertion_model']:.3f} ({r['insertion_centre']:.3f}) | {r['seconds']['train']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="folder of the run folders and stems.json")
+    p.add_argument("--embedded", type=Path, default=REPO / "data" / "embedded",
+                   help="the embedded dataset (drawn there by `edvis synth` if missing)")
+    p.add_argument("--tiny", type=Path, default=REPO.parent / "shared" / "data" / "tiny-imagenet-200-subset20")
+    p.add_argument("--datasets", default="embedded,tiny", help="which of embedded,tiny to run (default both)")
+    p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"stem/decoder pairs (default {DEFAULT_CONFIGS})")
+    p.add_argument("--tiny-per-class", type=int, default=100,
+                   help="train on a copy (under OUT) of the first N training images of each class (0: all)")
+    p.add_argument("--epochs-embedded", type=int, default=3)
+    p.add_argument("--epochs-tiny", type=int, default=3)
+    p.add_argument("--images", type=int, default=64, help="validation images of the faithfulness measures")
+    a = p.parse_args()
+    if "embedded" in a.datasets and not (a.embedded / "wnids.txt").exists():
+        _stage(["synth", "--out", str(a.embedded)])
+    if "tiny" in a.datasets and a.tiny_per_class:
+        a.tiny = tiny_subset(a.tiny, a.out / f"tiny-{a.tiny_per_class}", a.tiny_per_class)
+    rows = []
+    for name in a.datasets.split(","):
+        data, epochs = (a.embedded, a.epochs_embedded) if name == "embedded" else (a.tiny, a.epochs_tiny)
+        for pair in a.configs.split(","):
+            stem, decoder = pair.split("/")
+            row = {"data": name, **one(data, a.out / f"{name}-{stem}-{decoder}", stem, decoder, epochs, a.images)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            (a.out / "stems.json").write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
