@@ -126,6 +126,8 @@ def test_bad_options_are_refused_naming_them():
         ModelConfig(num_classes=3, decoder="bilinear")
     with pytest.raises(ValueError, match="cam-resnet18 has no decoder"):
         ModelConfig(num_classes=3, name="cam-resnet18", decoder="resize")
+    with pytest.raises(ValueError, match="torchvision:resnet18 keeps its own"):
+        ModelConfig(num_classes=3, name="torchvision:resnet18", stem="nopool")
 
 
 def test_train_flags_reach_the_run_and_a_bad_one_is_one_line(tmp_path, capsys):
