@@ -163,8 +163,8 @@ def _torchvision_run(root, arch, size=64, classes=3):
     return run, model.eval()
 
 
-# Three families (a plain head, a moved head, squeeze-excitation blocks); every family's export
-# parity is measured for docs/own-model.md, not here: an export with its checks takes 5-20 s.
+# Three families (a plain head, a moved head, squeeze-excitation blocks) with their taps here; the
+# other families' parity below; all eleven models of docs/own-model.md in tests/bench/bench_torchvision.py.
 @pytest.mark.parametrize("arch, taps", [
     ("resnet18", ["relu", "layer1.1", "layer2.1", "layer3.1", "layer4.1"]),
     ("mobilenet_v3_small", ["features.0.2", "features.1", "features.3", "features.8", "features.12.2"]),
@@ -190,3 +190,20 @@ def test_torchvision_models_export_cam_maps_and_stage_taps_with_parity(tmp_path,
     assert sides[-1] == 2  # the last one at the maps' resolution
     p = run.read_export_record(1)["parity"]
     assert p["real_maps_max_abs"] <= 1e-3 and p["random_logits_max_abs"] <= 1e-3
+
+
+@pytest.mark.parametrize("arch", ["regnet_y_400mf", "mobilenet_v2", "convnext_tiny", "densenet121"])
+def test_every_other_family_exports_with_parity(tmp_path, real_images, arch):
+    """RegNet, MobileNetV2, ConvNeXt (LayerNorm2d moved ahead of the pooling) and DenseNet
+    (functional ReLU before the pooling): the ONNX file's logits and maps equal PyTorch's."""
+    run, model = _torchvision_run(tmp_path, arch)
+    export_run(tmp_path, check_images=real_images)
+    session = ort.InferenceSession(str(run.onnx(1)), providers=["CPUExecutionProvider"])
+    logits, maps = session.run(["logits", "maps"], {"images": real_images[:3]})
+    x = Uint8Input(model, model.config.mean, model.config.std).normalise(torch.from_numpy(real_images[:3]))
+    with torch.no_grad():
+        want_logits, want_maps = model(x)
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(maps, want_maps.numpy(), atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(maps.mean(axis=(2, 3)), logits, atol=1e-4, rtol=1e-4)  # CAM identity in the graph
+    assert run.read_export_record(1)["parity"]["real_maps_max_abs"] <= 1e-3
