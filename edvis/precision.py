@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edvis.analyze.metrics import localisation
-from edvis.data import load_images, open_dataset
+from edvis.data import load_images, open_dataset, rendered_boxes
 from edvis.errors import UsageError
 from edvis.run import Run, RunError, atomic, digest
 
@@ -202,9 +202,10 @@ def report_run(run_dir: str | Path, precision: str, data_root: str | Path | None
     ds = open_dataset(data_root or config["dataset"]["root"])
     images = load_images([s.path for s in ds.val], size=config["model"]["image_size"])
     labels = np.array([s.label for s in ds.val], dtype=np.int64)
-    boxed = np.array([i for i, s in enumerate(ds.val) if s.box is not None], dtype=np.int64)
-    size = images.shape[1]
-    boxes = np.array([[min(v, size - 1) for v in ds.val[i].box] for i in boxed], dtype=np.int64).reshape(-1, 4)
+    # The boxes on the images as the model sees them (resized to image_size), as render records them.
+    scaled = rendered_boxes(ds.val, images.shape[1])
+    boxed = np.array([i for i, b in enumerate(scaled) if b is not None], dtype=np.int64)
+    boxes = np.array([scaled[i] for i in boxed], dtype=np.int64).reshape(-1, 4)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     providers = providers or ["CPUExecutionProvider"]

@@ -70,3 +70,39 @@ def test_render_of_a_precision_not_exported_names_the_command(rendered_run: Path
     shutil.copytree(rendered_run, run)
     assert main(["render", "--run", str(run), "--precision", "fp16", "--provider", "cpu"]) == 2
     assert any("onnx-fp16" in line and "edvis export" in line for line in said)
+
+
+def test_the_report_points_with_boxes_scaled_to_the_image_the_model_sees(rendered_run: Path, tmp_path: Path):
+    """Images of 128 px seen at 64: a box on the top-left quarter of the file covers 0..31 of
+    what the model sees, not 0..63 (the whole image)."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    from edvis.analyze.metrics import localisation
+    from edvis.data import load_images, open_dataset
+    from edvis.precision import report_run
+
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    shutil.copytree(run / "onnx", run / "onnx-int8")  # the float32 files as the "int8" ones: same maps
+    data = tmp_path / "data128"
+    shutil.copytree(open_dataset(json.loads((run / "config.json").read_text())["dataset"]["root"]).root, data)
+    lines, want = [], []
+    for n, line in enumerate((data / "val" / "val_annotations.txt").read_text().splitlines()):
+        name, wnid = line.split("\t")[:2]
+        path = data / "val" / "images" / name
+        Image.open(path).convert("RGB").resize((128, 128), Image.NEAREST).save(path)
+        corner = (0, 0, 63, 63) if n % 2 == 0 else (64, 64, 127, 127)  # top-left or bottom-right quarter
+        lines.append("\t".join([name, wnid, *map(str, corner)]))
+        want.append([v // 2 for v in corner])  # at 64 px: 0..31 or 32..63
+    (data / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    ds = open_dataset(data)
+    images = load_images([s.path for s in ds.val], size=64)
+    labels = np.array([s.label for s in ds.val])
+    session = ort.InferenceSession((run / "onnx" / "epoch_001.onnx").read_bytes(), providers=["CPUExecutionProvider"])
+    maps = session.run(["maps"], {"images": images})[0][np.arange(len(labels)), labels]
+    expected = localisation(maps, np.array(want), 64)["pointing"]
+    unscaled = localisation(maps, np.minimum([list(s.box) for s in ds.val], 63), 64)["pointing"]
+    assert expected != unscaled  # the test tells the two apart
+    report = report_run(run, "int8", data_root=data)
+    assert report["reference_pointing"] == report["pointing"] == pytest.approx(expected)
