@@ -21,9 +21,11 @@ extra); imports no torch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,18 @@ def _calibration_batches(run: Run, count: int, seed: int, data_root: str | Path 
     return [images[i : i + batch] for i in range(0, len(images), batch)]
 
 
+@contextlib.contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the block."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def _int8(data: bytes, batches: list[np.ndarray]) -> bytes:
     """Static quantisation, QDQ: int8 weights (a scale per output channel), uint8 activations
     whose ranges are the min and max seen on ``batches``."""
@@ -142,7 +156,9 @@ def _int8(data: bytes, batches: list[np.ndarray]) -> bytes:
             images = next(self.left, None)
             return None if images is None else {"images": images}
 
-    with tempfile.TemporaryDirectory(prefix="edvis-int8-") as tmp:
+    # It logs through the root logger's functions (logging.info), which install a handler on the root
+    # logger when it has none: every later edvis line would then print twice.
+    with _root_logging_kept(), tempfile.TemporaryDirectory(prefix="edvis-int8-") as tmp:
         src, pre, out = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         src.write_bytes(data)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)

@@ -106,3 +106,19 @@ def test_the_report_points_with_boxes_scaled_to_the_image_the_model_sees(rendere
     assert expected != unscaled  # the test tells the two apart
     report = report_run(run, "int8", data_root=data)
     assert report["reference_pointing"] == report["pointing"] == pytest.approx(expected)
+
+
+def test_int8_export_prints_each_line_once(rendered_run: Path, tmp_path: Path):
+    """onnxruntime's quantisation module calls logging.basicConfig when imported; the export's
+    lines must not come out a second time through it ("INFO:edvis.precision:...")."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    done = subprocess.run([sys.executable, "-m", "edvis", "export", "--run", str(run), "--precision", "int8",
+                           "--calibration-images", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert sum(line.startswith("export: int8 vs fp32 at epoch 1") for line in lines) == 1
+    assert not [line for line in lines if line.startswith("INFO:")]
