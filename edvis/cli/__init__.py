@@ -270,8 +270,8 @@ def _add_train_model(m: argparse._ArgumentGroup) -> None:
                    "(InstanceNorm expand, Dropout2d) describes it (default: the recipe's, paper for demo and "
                    "author for author)")
     m.add_argument("--dropout", type=number(float, 0, 1, high_open=True), help="edvis decoder dropout probability (default 0.3)")
-    m.add_argument("--image-size", type=number(int, 32),
-                   help="side images are resized to, 32 or more; a multiple of 32 for edvis-resnet18 (default 64, "
+    m.add_argument("--image-size", type=number(int, 32, 1024),
+                   help="side images are resized to, 32 to 1024; a multiple of 32 for edvis-resnet18 (default 64, "
                    "Tiny ImageNet's own)")
     m.add_argument("--pretrained", metavar="imagenet|PATH",
                    help="start the ResNet-18 encoder (a torchvision:NAME model: the whole network) from torchvision's "

@@ -384,7 +384,12 @@ def load_images(paths: Sequence[Path], size: int = 64, workers: int = 2) -> np.n
     Decoding runs on ``workers`` threads (Pillow releases the GIL while decoding). If several
     images fail, the DatasetError raised is the one for the earliest in ``paths``.
     """
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    try:
+        out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    except MemoryError:
+        need = len(paths) * size * size * 3
+        raise DatasetError(f"{len(paths)} images of {size} × {size} px ({need / 2**30:.1f} GiB decoded) do not fit in "
+                           f"memory (a smaller --image-size; for training, --no-preload)") from None
 
     def load_range(start: int, stop: int) -> None:
         for i in range(start, stop):
