@@ -183,7 +183,7 @@ class _Sessions:
         try:
             return self.ort.InferenceSession(data, self.options, providers=self.providers)
         except Exception as e:  # onnxruntime's errors share no base class narrower than Exception
-            raise RunError(f"cannot load {self.run.onnx(epoch)} (run `edvis export` again): {e}") from None
+            raise RunError(f"cannot load {self.run.onnx(epoch)} (run {self.run.command('export')} again): {e}") from None
 
     def first(self, epoch: int) -> Any:
         """Open ``epoch``'s session and keep it for the next :meth:`get` of that epoch."""
@@ -251,7 +251,7 @@ def _plan(run: Run, perturbations: Sequence[str], seed: int, shard: tuple[int, i
     config = run.read_config()
     epochs = run.onnx_epochs()
     if not epochs:
-        raise RunError(f"no ONNX files in {run.onnx_dir} (run `edvis export` first)")
+        raise RunError(f"no ONNX files in {run.onnx_dir} (run {run.command('export')} first)")
     names = resolve_perturbations(perturbations)
     records = {e: run.read_export_record(e) for e in epochs}
     shas = {e: r["sha256"] for e, r in records.items()}

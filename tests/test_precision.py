@@ -122,3 +122,23 @@ def test_int8_export_prints_each_line_once(rendered_run: Path, tmp_path: Path):
     lines = done.stderr.splitlines()
     assert sum(line.startswith("export: int8 vs fp32 at epoch 1") for line in lines) == 1
     assert not [line for line in lines if line.startswith("INFO:")]
+
+
+def test_a_precision_s_messages_name_the_command_with_its_flag(rendered_run: Path, tmp_path: Path, said):
+    """Following the message mends the file: `edvis export` alone leaves onnx-int8/ as it is."""
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    assert main(["analyze", "--run", str(run), "--precision", "int8"]) == 2
+    assert said[-1] == (f"edvis: error: no render store at {run / 'render-int8'} "
+                        "(run `edvis render --precision int8` first)")
+    shutil.copytree(run / "onnx", run / "onnx-int8")
+    data = bytearray((run / "onnx-int8" / "epoch_001.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (run / "onnx-int8" / "epoch_001.onnx").write_bytes(bytes(data))
+    assert main(["render", "--run", str(run), "--precision", "int8", "--provider", "cpu", "--perturbations"]) == 2
+    assert said[-1].startswith(f"edvis: error: ONNX file {run / 'onnx-int8' / 'epoch_001.onnx'} is damaged")
+    assert said[-1].endswith("; run `edvis export --precision int8` to export it again")
+    (run / "onnx-int8" / "epoch_001.onnx").unlink()
+    assert main(["render", "--run", str(run), "--precision", "int8", "--provider", "cpu", "--perturbations"]) == 2
+    assert said[-1] == (f"edvis: error: no ONNX files in {run / 'onnx-int8'} "
+                        "(run `edvis export --precision int8` first)")
