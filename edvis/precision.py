@@ -22,6 +22,7 @@ extra); imports no torch.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import tempfile
 import time
@@ -39,7 +40,7 @@ from edvis.run import Run, RunError, atomic, digest
 log = logging.getLogger(__name__)
 
 __all__ = ["CALIBRATION_IMAGES", "CONVERSIONS", "REPORT", "calibration_indices", "compare_sessions", "convert_run",
-           "report_run"]
+           "report_is_current", "report_run"]
 
 # The approximations this module makes (fp32 is the exported file itself).
 CONVERSIONS = ("fp16", "int8")
@@ -232,6 +233,18 @@ def report_run(run_dir: str | Path, precision: str, data_root: str | Path | None
     atomic.write_json(target.onnx_dir / REPORT, report)
     log.info(report_line(report))
     return report
+
+
+def report_is_current(run_dir: str | Path, precision: str) -> bool:
+    """Whether RUN/onnx-<precision>/report.json measures the file now at the last epoch (a
+    conversion interrupted before its measurement leaves the report of an older file)."""
+    target = Run(Path(run_dir), precision)
+    try:
+        report = json.loads((target.onnx_dir / REPORT).read_text(encoding="utf-8"))
+        epoch = target.onnx_epochs()[-1]
+        return bool(report["epoch"] == epoch and report["onnx_sha256"] == target.read_export_record(epoch)["sha256"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RunError):
+        return False
 
 
 def report_line(r: dict[str, Any]) -> str:

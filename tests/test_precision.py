@@ -142,3 +142,19 @@ def test_a_precision_s_messages_name_the_command_with_its_flag(rendered_run: Pat
     assert main(["render", "--run", str(run), "--precision", "int8", "--provider", "cpu", "--perturbations"]) == 2
     assert said[-1] == (f"edvis: error: no ONNX files in {run / 'onnx-int8'} "
                         "(run `edvis export --precision int8` first)")
+
+
+def test_a_report_of_another_file_is_measured_again(rendered_run: Path, tmp_path: Path):
+    """An export killed after converting but before measuring leaves the report of the file
+    before: the next export measures the file there now."""
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    args = ["export", "--run", str(run), "--precision", "int8", "--calibration-images", "2"]
+    assert main(args) == 0
+    path = run / "onnx-int8" / "report.json"
+    current = json.loads(path.read_text())
+    assert current["onnx_sha256"] == json.loads((run / "onnx-int8" / "epoch_001.json").read_text())["sha256"]
+    path.write_text(json.dumps({**current, "onnx_sha256": "0" * 64, "top1_agreement": 0.25}))
+    assert main(args) == 0
+    assert json.loads(path.read_text())["onnx_sha256"] == current["onnx_sha256"]
+    assert json.loads(path.read_text())["top1_agreement"] == current["top1_agreement"]
