@@ -21,23 +21,26 @@ extra); imports no torch.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edvis.analyze.metrics import localisation
-from edvis.data import load_images, open_dataset
+from edvis.data import load_images, open_dataset, rendered_boxes
 from edvis.errors import UsageError
 from edvis.run import Run, RunError, atomic, digest
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CALIBRATION_IMAGES", "CONVERSIONS", "REPORT", "calibration_indices", "compare_sessions", "convert_run",
-           "report_run"]
+           "report_is_current", "report_run"]
 
 # The approximations this module makes (fp32 is the exported file itself).
 CONVERSIONS = ("fp16", "int8")
@@ -128,6 +131,18 @@ def _calibration_batches(run: Run, count: int, seed: int, data_root: str | Path 
     return [images[i : i + batch] for i in range(0, len(images), batch)]
 
 
+@contextlib.contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the block."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def _int8(data: bytes, batches: list[np.ndarray]) -> bytes:
     """Static quantisation, QDQ: int8 weights (a scale per output channel), uint8 activations
     whose ranges are the min and max seen on ``batches``."""
@@ -142,7 +157,9 @@ def _int8(data: bytes, batches: list[np.ndarray]) -> bytes:
             images = next(self.left, None)
             return None if images is None else {"images": images}
 
-    with tempfile.TemporaryDirectory(prefix="edvis-int8-") as tmp:
+    # It logs through the root logger's functions (logging.info), which install a handler on the root
+    # logger when it has none: every later edvis line would then print twice.
+    with _root_logging_kept(), tempfile.TemporaryDirectory(prefix="edvis-int8-") as tmp:
         src, pre, out = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         src.write_bytes(data)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
@@ -202,9 +219,10 @@ def report_run(run_dir: str | Path, precision: str, data_root: str | Path | None
     ds = open_dataset(data_root or config["dataset"]["root"])
     images = load_images([s.path for s in ds.val], size=config["model"]["image_size"])
     labels = np.array([s.label for s in ds.val], dtype=np.int64)
-    boxed = np.array([i for i, s in enumerate(ds.val) if s.box is not None], dtype=np.int64)
-    size = images.shape[1]
-    boxes = np.array([[min(v, size - 1) for v in ds.val[i].box] for i in boxed], dtype=np.int64).reshape(-1, 4)
+    # The boxes on the images as the model sees them (resized to image_size), as render records them.
+    scaled = rendered_boxes(ds.val, images.shape[1])
+    boxed = np.array([i for i, b in enumerate(scaled) if b is not None], dtype=np.int64)
+    boxes = np.array([scaled[i] for i in boxed], dtype=np.int64).reshape(-1, 4)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     providers = providers or ["CPUExecutionProvider"]
@@ -215,6 +233,18 @@ def report_run(run_dir: str | Path, precision: str, data_root: str | Path | None
     atomic.write_json(target.onnx_dir / REPORT, report)
     log.info(report_line(report))
     return report
+
+
+def report_is_current(run_dir: str | Path, precision: str) -> bool:
+    """Whether RUN/onnx-<precision>/report.json measures the file now at the last epoch (a
+    conversion interrupted before its measurement leaves the report of an older file)."""
+    target = Run(Path(run_dir), precision)
+    try:
+        report = json.loads((target.onnx_dir / REPORT).read_text(encoding="utf-8"))
+        epoch = target.onnx_epochs()[-1]
+        return bool(report["epoch"] == epoch and report["onnx_sha256"] == target.read_export_record(epoch)["sha256"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RunError):
+        return False
 
 
 def report_line(r: dict[str, Any]) -> str:

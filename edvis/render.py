@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image
 
-from edvis.data import PERTURBATIONS, Dataset, apply, load_images, open_dataset, paper_set
+from edvis.data import PERTURBATIONS, Dataset, DatasetError, apply, load_images, open_dataset, paper_set, rendered_boxes
 from edvis.errors import UsageError
 from edvis.infer import batch_for_memory, cuda_free_bytes, infer_bound
 from edvis.run import (
@@ -184,7 +183,7 @@ class _Sessions:
         try:
             return self.ort.InferenceSession(data, self.options, providers=self.providers)
         except Exception as e:  # onnxruntime's errors share no base class narrower than Exception
-            raise RunError(f"cannot load {self.run.onnx(epoch)} (run `edvis export` again): {e}") from None
+            raise RunError(f"cannot load {self.run.onnx(epoch)} (run {self.run.command('export')} again): {e}") from None
 
     def first(self, epoch: int) -> Any:
         """Open ``epoch``'s session and keep it for the next :meth:`get` of that epoch."""
@@ -252,7 +251,7 @@ def _plan(run: Run, perturbations: Sequence[str], seed: int, shard: tuple[int, i
     config = run.read_config()
     epochs = run.onnx_epochs()
     if not epochs:
-        raise RunError(f"no ONNX files in {run.onnx_dir} (run `edvis export` first)")
+        raise RunError(f"no ONNX files in {run.onnx_dir} (run {run.command('export')} first)")
     names = resolve_perturbations(perturbations)
     records = {e: run.read_export_record(e) for e in epochs}
     shas = {e: r["sha256"] for e, r in records.items()}
@@ -308,29 +307,13 @@ def _init_store(store: RenderStore, ds: Dataset, dataset: dict[str, Any], image_
 
 
 def clip_boxes(samples: Sequence[Any], size: int | None = None) -> list[list[int] | None]:
-    """The samples' boxes clipped to their images (whose sizes are read from the file headers)
-    and, with ``size``, scaled to the size × size image the model sees: inclusive pixel
-    [x0, x1] of a w-pixel row covers [x0·S/w, (x1 + 1)·S/w) there, so it becomes
-    [floor(x0·S/w), ceil((x1 + 1)·S/w) − 1]. A DatasetError naming the image when a box lies
-    wholly outside it."""
-    out: list[list[int] | None] = []
-    for s in samples:
-        if s.box is None:
-            out.append(None)
-            continue
-        try:
-            with Image.open(s.path) as im:
-                w, h = im.size
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            raise StoreError(f"cannot read image {s.path}: {e}") from None
-        x0, y0, x1, y1 = s.box
-        if x0 >= w or y0 >= h:
-            raise StoreError(f"the box {s.box} of {s.path} lies outside the {w}×{h} image; mend its annotation")
-        box = [x0, y0, min(x1, w - 1), min(y1, h - 1)]
-        if size is not None and (w, h) != (size, size):
-            box = [x0 * size // w, y0 * size // h, -(-(box[2] + 1) * size // w) - 1, -(-(box[3] + 1) * size // h) - 1]
-        out.append(box)
-    return out
+    """The samples' boxes as :func:`edvis.data.rendered_boxes` gives them (clipped to their
+    images and, with ``size``, scaled to the size × size image the model sees); a StoreError
+    naming the image when one is unreadable or its box lies wholly outside it."""
+    try:
+        return rendered_boxes(samples, size)
+    except DatasetError as e:
+        raise StoreError(str(e)) from None
 
 
 def _decode(plan: _Plan, ds: Dataset, batch: int) -> _Images:

@@ -424,7 +424,8 @@ BAD_FLAGS = [
     (["train", "--data", "X", "--recipe", "x"], "--recipe: invalid choice: 'x' (choose from 'demo', 'author')"),
     (["train", "--data", "X", "--model", "resnet50"],
      "--model must be edvis-resnet18, cam-resnet18 or torchvision:NAME, got 'resnet50'"),
-    (["train", "--data", "X", "--image-size", "16"], "--image-size must be >= 32, got 16"),
+    (["train", "--data", "X", "--image-size", "16"], "--image-size must be >= 32 and <= 1024, got 16"),
+    (["train", "--data", "X", "--image-size", "100000"], "--image-size must be >= 32 and <= 1024, got 100000"),
     (["render", "--batch-size", "-5"], "--batch-size must be >= 1, got -5"),
     (["render", "--seed", "-1"], "--seed must be >= 0, got -1"),
     (["analyze", "--pattern-threshold", "2"], "--pattern-threshold must be >= 0 and <= 1, got 2"),
@@ -436,7 +437,7 @@ BAD_FLAGS = [
     (["explain", "--method", "gradcam", "--device", "tpu"],
      "--device: invalid choice: 'tpu' (choose from 'auto', 'cpu', 'cuda')"),
     (["nonsense"], "COMMAND: invalid choice: 'nonsense' (choose from 'synth', 'data', 'train', 'export', 'render', "
-     "'explain', 'faithfulness', 'analyze', 'site')"),
+     "'explain', 'faithfulness', 'analyze', 'site', 'gpu-check')"),
 ]
 
 

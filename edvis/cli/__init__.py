@@ -125,13 +125,13 @@ def cmd_export(a: argparse.Namespace) -> None:
 def _export_precision(a: argparse.Namespace) -> None:
     """The float32 files converted to ``--precision``, and measured against them when converted
     (or never measured): int8 on the CPU, fp16 on CUDA when there is a GPU."""
-    from edvis.precision import REPORT, convert_run, report_run
+    from edvis.precision import REPORT, convert_run, report_is_current, report_run
     from edvis.render import session_providers
     from edvis.run import Run
 
     done = convert_run(a.run, a.precision, calibration=a.calibration_images, seed=a.seed)
     report = Run(Path(a.run), a.precision).onnx_dir / REPORT
-    if done or not report.is_file():
+    if done or not report_is_current(a.run, a.precision):
         report_run(a.run, a.precision, providers=session_providers("auto" if a.precision == "fp16" else "cpu"))
     else:
         log.info(f"export: {a.precision} measured against fp32 in {report}")
@@ -297,8 +297,8 @@ def _add_train_model(m: argparse._ArgumentGroup) -> None:
                    help="edvis decoder upsampling: transposed (the paper's transposed convolutions, which leave a "
                    "fixed checkerboard) or resize (nearest ×2 then a 3×3 convolution, the last grouped by class) "
                    "(default transposed)")
-    m.add_argument("--image-size", type=number(int, 32),
-                   help="side images are resized to, 32 or more; a multiple of 32 for edvis-resnet18 (default 64, "
+    m.add_argument("--image-size", type=number(int, 32, 1024),
+                   help="side images are resized to, 32 to 1024; a multiple of 32 for edvis-resnet18 (default 64, "
                    "Tiny ImageNet's own)")
     m.add_argument("--pretrained", metavar="imagenet|PATH",
                    help="start the ResNet-18 encoder (a torchvision:NAME model: the whole network) from torchvision's "

@@ -7,7 +7,7 @@ setting names and the order every table lists them in.
 """
 
 from edvis.data import perturb
-from edvis.data.dataset import Dataset, Sample, load_image, load_images, open_dataset
+from edvis.data.dataset import Dataset, Sample, load_image, load_images, open_dataset, rendered_boxes
 from edvis.data.download import TINY_IMAGENET_MD5, TINY_IMAGENET_URL, DownloadError, fetch_tiny_imagenet
 from edvis.data.errors import DatasetError
 from edvis.data.perturb import CLEAN, PERTURBATIONS, apply, order_settings, paper_set, setting_kind
@@ -18,5 +18,6 @@ from edvis.data.walk import IMAGE_EXTENSIONS
 __all__ = [
     "CATALOGUE", "CLEAN", "IMAGE_EXTENSIONS", "MAX_CLASSES", "PERTURBATIONS", "TINY_IMAGENET_MD5", "TINY_IMAGENET_URL",
     "Dataset", "DatasetError", "DownloadError", "Sample", "apply", "draw", "fetch_tiny_imagenet", "load_image",
-    "image_subset", "load_images", "open_dataset", "order_settings", "paper_set", "perturb", "setting_kind", "write_dataset",
+    "image_subset", "load_images", "open_dataset", "order_settings", "paper_set", "perturb", "rendered_boxes",
+    "setting_kind", "write_dataset",
 ]

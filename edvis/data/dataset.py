@@ -384,7 +384,12 @@ def load_images(paths: Sequence[Path], size: int = 64, workers: int = 2) -> np.n
     Decoding runs on ``workers`` threads (Pillow releases the GIL while decoding). If several
     images fail, the DatasetError raised is the one for the earliest in ``paths``.
     """
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    try:
+        out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    except MemoryError:
+        need = len(paths) * size * size * 3
+        raise DatasetError(f"{len(paths)} images of {size} × {size} px ({need / 2**30:.1f} GiB decoded) do not fit in "
+                           f"memory (a smaller --image-size; for training, --no-preload)") from None
 
     def load_range(start: int, stop: int) -> None:
         for i in range(start, stop):
@@ -407,4 +412,30 @@ def load_images(paths: Sequence[Path], size: int = 64, workers: int = 2) -> np.n
             for f in futures:
                 f.cancel()  # don't decode the rest just to throw it away
             raise
+    return out
+
+
+def rendered_boxes(samples: Sequence[Any], size: int | None = None) -> list[list[int] | None]:
+    """The samples' boxes clipped to their images (whose sizes are read from the file headers)
+    and, with ``size``, scaled to the size × size image the model sees: inclusive pixel
+    [x0, x1] of a w-pixel row covers [x0·S/w, (x1 + 1)·S/w) there, so it becomes
+    [floor(x0·S/w), ceil((x1 + 1)·S/w) − 1]. A DatasetError naming the image when a box lies
+    wholly outside it."""
+    out: list[list[int] | None] = []
+    for s in samples:
+        if s.box is None:
+            out.append(None)
+            continue
+        try:
+            with Image.open(s.path) as im:
+                w, h = im.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise DatasetError(f"cannot read image {s.path}: {e}") from None
+        x0, y0, x1, y1 = s.box
+        if x0 >= w or y0 >= h:
+            raise DatasetError(f"the box {s.box} of {s.path} lies outside the {w}×{h} image; mend its annotation")
+        box = [x0, y0, min(x1, w - 1), min(y1, h - 1)]
+        if size is not None and (w, h) != (size, size):
+            box = [x0 * size // w, y0 * size // h, -(-(box[2] + 1) * size // w) - 1, -(-(box[3] + 1) * size // h) - 1]
+        out.append(box)
     return out

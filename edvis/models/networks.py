@@ -32,6 +32,7 @@ the same ``(logits, maps)`` interface, so every later stage treats both models a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -372,7 +373,20 @@ def read_state_dict(spec: str, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (unpickling fails in many ways: all mean "not readable")
-        raise PretrainedError(f"--pretrained: cannot read a state dict from {path}: {e}") from None
+        raise PretrainedError(f"--pretrained: cannot read a state dict from {path}: {_one_line(e)}") from None
+
+
+def _one_line(e: Exception) -> str:
+    """What ``torch.load`` said, as one line: its type and first line of text (the weights-only
+    refusal's own reason when that is what it is; its text spans a dozen lines)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(e).splitlines()]
+    lines = [line for line in lines if line]
+    refusal = [line for line in lines if line.startswith("WeightsUnpickler error:")]
+    if refusal:
+        return (refusal[0].removeprefix("WeightsUnpickler error: ").split(". Please")[0]
+                + " (not a plain state dict of tensors: save net.state_dict())")
+    text = lines[0][:200] if lines else ""
+    return f"not a file torch.save wrote ({type(e).__name__}{': ' + text if text else ''})"
 
 
 def load_pretrained(model: nn.Module, spec: str) -> str:

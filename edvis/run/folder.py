@@ -50,6 +50,11 @@ class Run:
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
 
+    def command(self, stage: str) -> str:
+        """The command that writes this precision's files of ``stage`` (export, render, analyze),
+        for messages: ```edvis export``` for float32, ```edvis export --precision int8``` else."""
+        return f"`edvis {stage}`" if self.precision == "fp32" else f"`edvis {stage} --precision {self.precision}`"
+
     def _named(self, folder: str) -> Path:
         return self.root / (folder if self.precision == "fp32" else f"{folder}-{self.precision}")
 
@@ -109,16 +114,16 @@ class Run:
             record = json.loads(path.read_text(encoding="utf-8"))
             size = record["size"]
         except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
-            raise RunError(f"missing or damaged export record {path} (run `edvis export`): {e}") from None
+            raise RunError(f"missing or damaged export record {path} (run {self.command('export')}): {e}") from None
         onnx = self.onnx(epoch)
         try:
             actual = onnx.stat().st_size
         except FileNotFoundError:
-            raise RunError(f"ONNX file missing: {onnx} (run `edvis export`)") from None
+            raise RunError(f"ONNX file missing: {onnx} (run {self.command('export')})") from None
         if actual != size:
             raise RunError(
                 f"{onnx} is {actual} bytes but was exported as {size} (truncated or replaced); "
-                "run `edvis export` to write it again"
+                f"run {self.command('export')} to write it again"
             )
         return record
 
@@ -129,10 +134,10 @@ class Run:
 
         record = self.read_export_record(epoch)
         try:
-            data, _ = read_verified(self.onnx(epoch), "ONNX file", "run `edvis export` to export it again",
+            data, _ = read_verified(self.onnx(epoch), "ONNX file", f"run {self.command('export')} to export it again",
                                     expected=str(record.get("sha256")))
         except FileNotFoundError:
-            raise RunError(f"ONNX file missing: {self.onnx(epoch)} (run `edvis export`)") from None
+            raise RunError(f"ONNX file missing: {self.onnx(epoch)} (run {self.command('export')})") from None
         except IntegrityError as e:
             raise RunError(str(e)) from None
         return data, record

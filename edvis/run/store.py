@@ -87,6 +87,10 @@ class Unit:
 class RenderStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        # What writes this store, for messages: a precision's store (render-int8/) has its own flag.
+        precision = self.root.name.removeprefix("render-") if self.root.name.startswith("render-") else ""
+        self.render_cmd = f"`edvis render --precision {precision}`" if precision else "`edvis render`"
+        self.render_again = f"run {self.render_cmd} to render it again"
         self._manifest: dict[str, Any] | None = None
         self._verified: dict[Path, str] = {}
         self._metas: dict[Path, dict[str, Any]] = {}  # of the units ``read`` parsed: ``meta`` reads no file again
@@ -126,7 +130,7 @@ class RenderStore:
             try:
                 m = json.loads(self._read(self.manifest_path, "render manifest").decode("utf-8"))
             except FileNotFoundError:
-                raise StoreError(f"no render store at {self.root} (run `edvis render` first)") from None
+                raise StoreError(f"no render store at {self.root} (run {self.render_cmd} first)") from None
             except (OSError, ValueError) as e:
                 raise StoreError(f"cannot read {self.manifest_path}: {e}") from None
             if m.get("schema") != SCHEMA_VERSION:
@@ -171,9 +175,9 @@ class RenderStore:
                 meta = json.loads(str(z["meta"]))
                 return meta, z["index"], [(layer["name"], z[layer["key"]]) for layer in meta["layers"]]
         except FileNotFoundError:
-            raise StoreError(f"layer outputs missing: {path} (run `edvis render`)") from None
+            raise StoreError(f"layer outputs missing: {path} (run {self.render_cmd})") from None
         except DAMAGED as e:
-            raise StoreError(f"cannot read layer outputs {path}: {e}; delete it and {RENDER_AGAIN}") from None
+            raise StoreError(f"cannot read layer outputs {path}: {e}; delete it and {self.render_again}") from None
 
     def layers_meta(self, epoch: int) -> dict[str, Any] | None:
         """The layer file's metadata, or None when it is absent."""
@@ -218,9 +222,9 @@ class RenderStore:
                     self._metas[path] = json.loads(str(z["meta"]))
                 return {k: z[k] for k in keys + optional if k in z.files}
         except FileNotFoundError:
-            raise StoreError(f"render unit missing: {path} (run `edvis render`)") from None
+            raise StoreError(f"render unit missing: {path} (run {self.render_cmd})") from None
         except DAMAGED as e:
-            raise StoreError(f"cannot read render unit {path}: {e}; delete it and {RENDER_AGAIN}") from None
+            raise StoreError(f"cannot read render unit {path}: {e}; delete it and {self.render_again}") from None
 
     # -- verified bytes -------------------------------------------------------------------------
     def verified(self) -> dict[str, str]:
@@ -234,7 +238,7 @@ class RenderStore:
 
     def _read_bytes(self, path: Path, what: str) -> tuple[bytes, str]:
         try:
-            data, sha = digest.read_verified(path, what, RENDER_AGAIN)
+            data, sha = digest.read_verified(path, what, self.render_again)
         except digest.IntegrityError as e:
             raise DamagedError(str(e)) from None
         self._verified[Path(path)] = sha
@@ -259,7 +263,7 @@ class RenderStore:
             with np.load(io.BytesIO(data)) as z:
                 return json.loads(str(z["meta"]))
         except DAMAGED as e:  # a foreign file: say which
-            raise StoreError(f"cannot read {what} {path}: {e}; delete it and {RENDER_AGAIN}") from None
+            raise StoreError(f"cannot read {what} {path}: {e}; delete it and {self.render_again}") from None
 
 
 def complete_epochs(store: RenderStore, exported: list[int]) -> list[int]:
@@ -275,7 +279,7 @@ def complete_epochs(store: RenderStore, exported: list[int]) -> list[int]:
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise StoreError(f"render unit missing: {store.path(missing[0])}{more} (every setting is rendered at every "
-                         "exported epoch): run `edvis render` to render it")
+                         f"exported epoch): run {store.render_cmd} to render it")
     return epochs
 
 

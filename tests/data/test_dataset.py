@@ -656,3 +656,10 @@ def test_the_subset_takes_classes_in_turn_and_is_seeded() -> None:
     assert image_subset(labels, 50).tolist() == list(range(18))
     with pytest.raises(ValueError, match="size must be >= 0"):
         image_subset(labels, -1)
+
+
+def test_load_images_too_large_for_memory_is_a_dataset_error(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    # 4 × 10^6 × 10^6 × 3 bytes = 1.2e13 B = 11175.9 GiB: no machine here allocates that.
+    with pytest.raises(DatasetError, match=r"4 images of 1000000 × 1000000 px \(11175\.9 GiB decoded\) do not fit"):
+        load_images([tmp_path / "a.png"] * 4, size=1_000_000)

@@ -171,3 +171,23 @@ def test_pretrained_imagenet_without_network_names_the_cause(tmp_path, monkeypat
     assert asked == [ResNet18_Weights.IMAGENET1K_V1.url]  # through torchvision's weights API
     assert "--pretrained imagenet: cannot fetch" in msg and "Temporary failure in name resolution" in msg
     assert str(tmp_path / "torch-home" / "hub" / "checkpoints") in msg and "--pretrained PATH" in msg
+
+
+@pytest.mark.parametrize("what", ["module", "text", "empty"])
+def test_pretrained_unreadable_file_is_one_line_naming_it(tmp_path, what):
+    """A pickled module (refused by weights-only loading, whose message spans many lines with
+    terminal colour codes), a text file, an empty file: one line, naming the file and the cause."""
+    path = tmp_path / f"{what}.pt"
+    if what == "module":
+        torch.save(nn.Linear(2, 2), path)
+    else:
+        path.write_text("hello\n" if what == "text" else "")
+    with pytest.raises(PretrainedError) as info:
+        load_pretrained(build_model({"num_classes": 4}), str(path))
+    message = str(info.value)
+    assert "\n" not in message and "\x1b" not in message and len(message) < 400, message
+    assert message.startswith(f"--pretrained: cannot read a state dict from {path}: ")
+    cause = message.removeprefix(f"--pretrained: cannot read a state dict from {path}: ")
+    assert cause.strip()  # says something
+    if what == "module":
+        assert "torch.nn.modules.linear.Linear" in cause and "state_dict()" in cause
