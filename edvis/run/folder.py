@@ -217,10 +217,17 @@ def _epochs_in(folder: Path, ext: str) -> list[int]:
 
 def model_label(model: dict[str, Any], fallback: str) -> str:
     """A run's model as tables name it: config.json's model name, and for the edvis network its
-    variant, e.g. "edvis-resnet18 (paper)"; ``fallback`` (the run folder's name) without a name."""
+    variant, e.g. "edvis-resnet18 (paper)"; a stem or decoder other than the paper's is named too,
+    e.g. "edvis-resnet18 (paper, nopool stem, resize decoder)"; ``fallback`` (the run folder's
+    name) without a name."""
     name = str(model.get("name") or fallback)
     # Only the edvis network has variants; a CAM baseline's config carries the default unused.
-    return f"{name} ({model['variant']})" if model.get("variant") and name == "edvis-resnet18" else name
+    parts = [str(model["variant"])] if model.get("variant") and name == "edvis-resnet18" else []
+    if model.get("stem") not in (None, "", "paper"):
+        parts.append(f"{model['stem']} stem")
+    if model.get("decoder") not in (None, "", "transposed"):
+        parts.append(f"{model['decoder']} decoder")
+    return f"{name} ({', '.join(parts)})" if parts else name
 
 
 def select_epochs(spec: str | None, exported: list[int]) -> list[int]:

@@ -100,6 +100,8 @@ def run_page(src: Sources, models: list[Model], settings: list[SettingPage], inp
     return RunPage(
         dataset_name=local_name(str(ds.root)), layout=ds.layout,
         model_text=(run.model_name or MISSING) + (f", variant {run.variant}" if run.variant else "")
+        + (f", {run.stem} stem" if run.stem not in ("", "paper") else "")
+        + (f", {run.decoder} decoder" if run.decoder not in ("", "transposed") else "")
         + f"; maps {ds.map_size}×{ds.map_size} at {ds.image_size} × {ds.image_size} px images",
         precision_text=PRECISION_TEXT.get(precision_of(src), precision_of(src)),
         recipe_text=run.recipe or MISSING,

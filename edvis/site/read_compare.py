@@ -39,7 +39,8 @@ class Model:
 
 def model_label(run: RunInfo) -> str:
     """This run's model as Table 1 names it."""
-    return label_of({"name": run.model_name, "variant": run.variant}, run.name)
+    return label_of({"name": run.model_name, "variant": run.variant, "stem": run.stem, "decoder": run.decoder},
+                    run.name)
 
 
 def this_model(run: RunInfo, clean: CleanRenders, settings: dict[str, tuple[int, float, float]],

@@ -30,6 +30,8 @@ class RunInfo:
     config_rows: list[tuple[str, str]]
     metrics: list[dict[str, Any]]
     hashes: list[tuple[str, str]] = field(default_factory=list)  # (path in the run, sha256)
+    stem: str = ""  # the encoder's stem and the edvis decoder, "" when the config has none (the paper's)
+    decoder: str = ""
     onnx_hashes: list[tuple[int, str]] = field(default_factory=list)  # (epoch, sha256 or "")
 
 
@@ -79,6 +81,8 @@ def read_run(run: Run, store: RenderStore, epochs: list[int], config: dict[str, 
         config_rows=_flatten(config),
         metrics=run.read_metrics(),
         hashes=hashes,
+        stem=str(model.get("stem", "")),
+        decoder=str(model.get("decoder", "")),
         onnx_hashes=onnx,
     )
 

@@ -74,6 +74,11 @@ def test_model_label() -> None:
     assert model_label({"name": "edvis-resnet18", "variant": "paper"}, "run") == "edvis-resnet18 (paper)"
     assert model_label({"name": "cam-resnet18", "variant": "paper"}, "run") == "cam-resnet18"
     assert model_label({}, "run") == "run"
+    assert model_label({"name": "edvis-resnet18", "variant": "author", "stem": "nopool", "decoder": "resize"},
+                       "run") == "edvis-resnet18 (author, nopool stem, resize decoder)"
+    assert model_label({"name": "cam-resnet18", "variant": "paper", "stem": "cifar"}, "run") == "cam-resnet18 (cifar stem)"
+    assert model_label({"name": "edvis-resnet18", "variant": "paper", "stem": "paper", "decoder": "transposed"},
+                       "run") == "edvis-resnet18 (paper)"
 
 
 def test_select_epochs_by_number_first_and_last():
