@@ -147,3 +147,16 @@ def _only_from_memory(load):  # noqa: ANN001, ANN202
         return load(file, *args, **kwargs)
 
     return wrapped
+
+
+def test_a_damaged_explanation_unit_names_the_command_that_computes_it(run: Run, tmp_path) -> None:
+    """A unit of RUN/explain/<method>/ is written by `edvis explain`, not `edvis render`."""
+    import shutil
+
+    dest = tmp_path / "run" / "explain" / "gradcam"
+    shutil.copytree(run.render_dir, dest, ignore=shutil.ignore_patterns("layers"))
+    path = RenderStore(dest).path(Unit("clean", 1))
+    flip(path)
+    with pytest.raises(DamagedError, match=f"{path} is damaged: its bytes") as e:
+        RenderStore(dest).read(Unit("clean", 1))
+    assert str(e.value).endswith("; run `edvis explain --method gradcam` to compute it again")

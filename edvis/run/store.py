@@ -88,9 +88,14 @@ class RenderStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         # What writes this store, for messages: a precision's store (render-int8/) has its own flag.
+        # An explanation method's store (explain/<method>/) is written by `edvis explain`.
         precision = self.root.name.removeprefix("render-") if self.root.name.startswith("render-") else ""
-        self.render_cmd = f"`edvis render --precision {precision}`" if precision else "`edvis render`"
-        self.render_again = f"run {self.render_cmd} to render it again"
+        if self.root.parent.name == "explain":
+            self.render_cmd = f"`edvis explain --method {self.root.name}`"
+            self.render_again = f"run {self.render_cmd} to compute it again"
+        else:
+            self.render_cmd = f"`edvis render --precision {precision}`" if precision else "`edvis render`"
+            self.render_again = f"run {self.render_cmd} to render it again"
         self._manifest: dict[str, Any] | None = None
         self._verified: dict[Path, str] = {}
         self._metas: dict[Path, dict[str, Any]] = {}  # of the units ``read`` parsed: ``meta`` reads no file again
