@@ -351,18 +351,24 @@ def pretrained_state(spec: str) -> tuple[dict[str, Tensor], str]:
         from torchvision.models import ResNet18_Weights
 
         weights = ResNet18_Weights.IMAGENET1K_V1
-        try:
-            state = weights.get_state_dict(progress=True, check_hash=True)
-        except (OSError, RuntimeError) as e:  # URLError is an OSError; RuntimeError: bad hash
-            cause = getattr(e, "reason", None) or e
-            cache = Path(torch.hub.get_dir()) / "checkpoints"
-            raise PretrainedError(
-                f"--pretrained imagenet: cannot fetch torchvision's ResNet18_Weights.IMAGENET1K_V1 from "
-                f"{weights.url} ({type(e).__name__}: {cause}); without network access, put that file in "
-                f"{cache} or pass --pretrained PATH to a local ResNet-18 state dict"
-            ) from None
-        return state, "torchvision ResNet18_Weights.IMAGENET1K_V1"
+        return fetch_weights(weights, "torchvision's ResNet18_Weights.IMAGENET1K_V1", "ResNet-18 state dict"), \
+            "torchvision ResNet18_Weights.IMAGENET1K_V1"
     return read_state_dict(spec, "a ResNet-18 state dict"), str(Path(spec).expanduser())
+
+
+def fetch_weights(weights: Any, label: str, local: str) -> dict[str, Tensor]:
+    """The state dict of torchvision ``weights`` (a weights enum member), from the torch hub cache
+    or downloaded once into it; PretrainedError naming ``label``, its URL and the cause when it
+    cannot be had, with the way round it (the cache, or ``--pretrained PATH`` to a local ``local``)."""
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; RuntimeError: bad hash
+        cause = getattr(e, "reason", None) or e
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise PretrainedError(
+            f"--pretrained imagenet: cannot fetch {label} from {weights.url} ({type(e).__name__}: {cause}); "
+            f"without network access, put that file in {cache} or pass --pretrained PATH to a local {local}"
+        ) from None
 
 
 def read_state_dict(spec: str, what: str) -> Any:

@@ -294,7 +294,7 @@ class _Probe:
 
 def torchvision_state(arch: str, spec: str) -> tuple[dict[str, Tensor], str]:
     """The state dict ``--pretrained spec`` names for ``arch`` and a label for messages."""
-    from edvis.models.networks import PretrainedError, read_state_dict
+    from edvis.models.networks import fetch_weights, read_state_dict
 
     if spec != "imagenet":
         return read_state_dict(spec, f"a torchvision {arch} state dict"), str(Path(spec).expanduser())
@@ -302,15 +302,7 @@ def torchvision_state(arch: str, spec: str) -> tuple[dict[str, Tensor], str]:
 
     weights = get_model_weights(arch).DEFAULT
     label = f"torchvision {type(weights).__name__}.{weights.name}"
-    try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    except (OSError, RuntimeError) as e:  # URLError is an OSError; RuntimeError: bad hash
-        cause = getattr(e, "reason", None) or e
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
-        raise PretrainedError(
-            f"--pretrained imagenet: cannot fetch {label} from {weights.url} ({type(e).__name__}: {cause}); "
-            f"without network access, put that file in {cache} or pass --pretrained PATH to a local state dict"
-        ) from None
+    state = fetch_weights(weights, label, "state dict")
     return state, label
 
 
