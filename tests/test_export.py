@@ -148,19 +148,9 @@ def test_cam_baseline_exports_the_same_outputs_with_its_own_map_size(tmp_path, r
 
 def _torchvision_run(root, arch, size=64, classes=3):
     """A run of one randomly initialised torchvision model (BatchNorm statistics perturbed)."""
-    run = Run(root)
-    mc = ModelConfig(num_classes=classes, name=f"torchvision:{arch}", image_size=size)
-    torch.manual_seed(0)
-    model = build_model(mc)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(run.checkpoint(1), {"schema": CHECKPOINT_SCHEMA, "epoch": 1, "model_config": mc.to_dict(),
-                                        "model": model.state_dict()})
-    return run, model.eval()
+    from tests.bench.bench_torchvision import torchvision_run
+
+    return torchvision_run(root, arch, size, classes)
 
 
 # Three families (a plain head, a moved head, squeeze-excitation blocks) with their taps here; the

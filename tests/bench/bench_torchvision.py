@@ -25,9 +25,11 @@ MODELS = ["resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "regnet_
           "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_s", "convnext_tiny", "densenet121"]
 
 
-def export_one(arch: str, size: int, folder: Path) -> dict:
+def torchvision_run(folder: Path, arch: str, size: int = 64, classes: int = 10) -> tuple[Run, torch.nn.Module]:
+    """A one-epoch run of ``arch`` randomly initialised (seed 0), BatchNorm statistics perturbed
+    so that an export that mishandled them would show; also the export tests' model."""
     run = Run(folder)
-    mc = ModelConfig(num_classes=10, name=f"torchvision:{arch}", image_size=size)
+    mc = ModelConfig(num_classes=classes, name=f"torchvision:{arch}", image_size=size)
     torch.manual_seed(0)
     model = build_model(mc)
     with torch.no_grad():
@@ -35,13 +37,18 @@ def export_one(arch: str, size: int, folder: Path) -> dict:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
-    run.checkpoint_dir.mkdir(parents=True)
+    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(run.checkpoint(1), {"schema": CHECKPOINT_SCHEMA, "epoch": 1, "model_config": mc.to_dict(),
                                         "model": model.state_dict()})
+    return run, model.eval()
+
+
+def export_one(arch: str, size: int, folder: Path) -> dict:
+    run, model = torchvision_run(folder, arch, size)
     t = time.monotonic()
     export_run(folder)
     record = run.read_export_record(1)
-    return {"seconds": time.monotonic() - t, "mb": run.onnx(1).stat().st_size / 1e6, "map": mc.map_size,
+    return {"seconds": time.monotonic() - t, "mb": run.onnx(1).stat().st_size / 1e6, "map": model.config.map_size,
             "taps": len(record["outputs"]) - 2, **record["parity"]}
 
 
