@@ -46,11 +46,11 @@ def said() -> Iterator[list[str]]:
         yield lines
 
 
-@pytest.fixture(scope="session")
-def rendered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small run through every stage but training and the site: three embedded classes (three
-    validation images each), one freshly initialised checkpoint, exported, rendered under the
-    paper's perturbations and analysed. Made once; copy it before changing it."""
+def make_rendered_run(root: Path, classes: int = 3, train_per_class: int = 2, val_per_class: int = 3,
+                      perturbations: tuple[str, ...] = ("paper",)) -> Path:
+    """ROOT/run, through every stage but training and the site: an embedded dataset in ROOT/data,
+    one freshly initialised checkpoint (seed 0), exported, rendered under ``perturbations`` and
+    analysed. Also the Try it bench's run."""
     from dataclasses import asdict
 
     import torch
@@ -63,19 +63,27 @@ def rendered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edvis.run import Run, save_checkpoint
     from edvis.train import resolve_config
 
-    root = tmp_path_factory.mktemp("rendered")
-    data = write_dataset(root / "data", classes=3, seed=0, train_per_class=2, val_per_class=3)
+    data = write_dataset(root / "data", classes=classes, seed=0, train_per_class=train_per_class,
+                         val_per_class=val_per_class)
     run = Run(root / "run")
-    mc = ModelConfig(num_classes=3)
+    mc = ModelConfig(num_classes=classes)
     cfg = asdict(resolve_config("demo", epochs=1))
     run.write_config({"model": mc.to_dict(), "train": cfg, "dataset": open_dataset(data).record()})
     torch.manual_seed(0)
     save_checkpoint(run.checkpoint(1), {"epoch": 1, "model_config": mc.to_dict(), "train_config": cfg,
                                         "model": build_model(mc).state_dict()})
     export_run(run.root)
-    render_run(run.root, provider="cpu", perturbations=["paper"])
+    render_run(run.root, provider="cpu", perturbations=list(perturbations))
     analyze_run(run.root)
     return run.root
+
+
+@pytest.fixture(scope="session")
+def rendered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small run through every stage but training and the site: three embedded classes (three
+    validation images each), one freshly initialised checkpoint, exported, rendered under the
+    paper's perturbations and analysed. Made once; copy it before changing it."""
+    return make_rendered_run(tmp_path_factory.mktemp("rendered"))
 
 
 def flip(path: Path, count: int = 3) -> None:

@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,28 +46,9 @@ const [count, epoch, n] = [arguments[0], arguments[1], arguments[2]];
 
 def _run(work: Path) -> Path:
     """A rendered, analysed run of a CLASSES-class model on one embedded validation image per class."""
-    import torch
+    from tests.conftest import make_rendered_run
 
-    from edvis.analyze import analyze_run
-    from edvis.data import open_dataset, write_dataset
-    from edvis.export import export_run
-    from edvis.models import ModelConfig, build_model
-    from edvis.render import render_run
-    from edvis.run import Run, save_checkpoint
-    from edvis.train import resolve_config
-
-    data = write_dataset(work / "data", classes=CLASSES, seed=0, train_per_class=1, val_per_class=1)
-    run = Run(work / "run")
-    mc = ModelConfig(num_classes=CLASSES)
-    cfg = asdict(resolve_config("demo", epochs=1))
-    run.write_config({"model": mc.to_dict(), "train": cfg, "dataset": open_dataset(data).record()})
-    torch.manual_seed(0)
-    save_checkpoint(run.checkpoint(1), {"epoch": 1, "model_config": mc.to_dict(), "train_config": cfg,
-                                        "model": build_model(mc).state_dict()})
-    export_run(run.root)
-    render_run(run.root, provider="cpu", perturbations=[])
-    analyze_run(run.root)
-    return run.root
+    return make_rendered_run(work, classes=CLASSES, train_per_class=1, val_per_class=1, perturbations=())
 
 
 def _python_ms(onnx: Path, images: np.ndarray) -> float:
