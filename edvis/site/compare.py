@@ -10,6 +10,7 @@ import numpy as np
 
 from edvis.analyze.metrics import map_peaks
 from edvis.site import picks
+from edvis.site.methods import covered_by_all
 from edvis.site.read_store import CLEAN
 from edvis.site.text import MISSING, class_name, pct
 from edvis.site.views import Pack, Tile
@@ -33,10 +34,7 @@ def compare_page(src: Sources, a: Model, others: list[Model]) -> ComparePage:
     each at its final epoch, for the same chosen images (with a box, and covered by every method)."""
     ds = src.dataset
     models = [a, *others]
-    ok = np.ones(ds.num_val, bool)
-    for m in models:
-        if m.covered is not None:
-            ok &= m.covered
+    ok = covered_by_all(models, ds.num_val)
     have_box = [i for i in range(ds.num_val) if ok[i] and ds.boxes[i] is not None]
     pool = np.asarray(have_box if have_box else np.flatnonzero(ok))
     chosen = picks.choose(pool, COMPARE_IMAGES, picks.rng(src.seed, "compare"))

@@ -35,7 +35,8 @@ class MethodsRow:
 
 
 def covered_by_all(methods: list[Model], num_val: int) -> np.ndarray:
-    """(N,) bool: the validation images every method has a map of (all of them without methods)."""
+    """(N,) bool: the validation images every one of ``methods`` (map sources) has a map of (all of
+    them without methods, or for sources that cover every image)."""
     ok = np.ones(num_val, bool)
     for m in methods:
         if m.covered is not None:
