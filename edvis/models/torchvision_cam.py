@@ -16,7 +16,8 @@ axes) only these may stand:
 The input of the pooling is the last feature map f (B, K, h, w); the model's maps are the class
 activation maps of the classifier (W, b) over it, bias included, as ``cam-resnet18``'s:
 M_c = W_c · g(f) + b_c, where g is the moved modules, and the logits W · mean(g(f)) + b are
-exactly the spatial mean of the maps. Dropout is applied to the pooled vector, as torchvision does.
+exactly the spatial mean of the maps. Dropout is applied to the pooled vector, as torchvision does
+(a functional ``F.dropout`` in the head becomes an ``nn.Dropout`` of its probability).
 
 What qualifies: ResNet, ResNeXt, Wide ResNet, RegNet, MobileNetV2, EfficientNet (V1, V2), DenseNet
 (its ReLU after the features is part of f) have a pooling then dropout and one linear layer: their
@@ -110,7 +111,7 @@ def _is_shape_op(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
         return isinstance(modules[str(node.target)], (nn.Flatten, nn.Identity, *_DROPOUTS))
     if node.op == "call_function":
-        return node.target in _SHAPE_FUNCS or node.target is F.dropout
+        return node.target in _SHAPE_FUNCS or node.target is F.dropout  # find_head keeps its p
     return node.op == "call_method" and node.target in _SHAPE_METHODS
 
 
@@ -120,10 +121,19 @@ def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     return str(getattr(node.target, "__name__", node.target))
 
 
-def find_head(traced: fx.GraphModule, label: str) -> tuple[fx.Node, list[str], list[tuple[str, bool]], str]:
-    """(the feature node the global pooling reads, the dropout modules' paths, the per-position
-    modules' paths with whether they act after the flatten (on (B, K), not (B, K, 1, 1)), the
-    classifier's path), or a HeadError naming ``label`` and what stands in the way."""
+def _dropout_p(node: fx.Node) -> float:
+    """The probability of a functional ``F.dropout(x, p, training)`` node (torch's default 0.5)."""
+    p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
+    if not isinstance(p, (int, float)):
+        raise HeadError(f"F.dropout with a probability computed at run time ({p}) in the head")
+    return float(p)
+
+
+def find_head(traced: fx.GraphModule, label: str) -> tuple[fx.Node, list[str | float], list[tuple[str, bool]], str]:
+    """(the feature node the global pooling reads, the head's dropouts (a module's path, or the
+    probability of a functional ``F.dropout``), the per-position modules' paths with whether they
+    act after the flatten (on (B, K), not (B, K, 1, 1)), the classifier's path), or a HeadError
+    naming ``label`` and what stands in the way."""
     modules = dict(traced.named_modules())
     out = next(n for n in traced.graph.nodes if n.op == "output")
     node = out.args[0]
@@ -132,7 +142,7 @@ def find_head(traced: fx.GraphModule, label: str) -> tuple[fx.Node, list[str], l
         raise HeadError(f"--model {label}: its output is not a linear layer (it is {found}); edvis needs a "
                         f"head of global average pooling then one linear layer for class activation maps")
     classifier = str(node.target)
-    dropouts: list[str] = []
+    dropouts: list[str | float] = []
     moved: list[tuple[str, bool]] = []
     flattened = False
     node = node.args[0]
@@ -145,6 +155,9 @@ def find_head(traced: fx.GraphModule, label: str) -> tuple[fx.Node, list[str], l
         if _is_shape_op(node, modules):
             if node.op == "call_module" and isinstance(modules[str(node.target)], _DROPOUTS):
                 dropouts.insert(0, str(node.target))
+            elif node.op == "call_function" and node.target is F.dropout:
+                # the trace fixed its `training` flag; the model applies an nn.Dropout of its p instead
+                dropouts.insert(0, _dropout_p(node))
             elif not (node.op == "call_module" and isinstance(modules[str(node.target)], nn.Identity)):
                 flattened = True  # walking backwards: what comes earlier acts before the flatten
         elif node.op == "call_module" and _per_position(modules[str(node.target)], not flattened):
@@ -193,10 +206,12 @@ class TorchvisionCam(nn.Module):
         feature, dropouts, moved, classifier = find_head(traced, config.name)
         self.body = _body(traced, feature)
         # Where each part sits in torchvision's own state dict (for --pretrained).
-        self.paths = {"moved": [p for p, _ in moved], "dropout": dropouts, "fc": classifier}
+        self.paths = {"moved": [p for p, _ in moved], "dropout": [d for d in dropouts if isinstance(d, str)],
+                      "fc": classifier}
         self.after_flatten = [after for _, after in moved]
         self.moved = nn.ModuleList(net.get_submodule(p) for p, _ in moved)
-        self.dropout = nn.ModuleList(net.get_submodule(p) for p in dropouts)
+        # a functional F.dropout of the head becomes a module, so that it follows train() / eval()
+        self.dropout = nn.ModuleList(nn.Dropout(d) if isinstance(d, float) else net.get_submodule(d) for d in dropouts)
         self.fc: nn.Linear = net.get_submodule(classifier)  # type: ignore[assignment]
 
     def head_input(self, f: Tensor) -> Tensor:

@@ -149,3 +149,35 @@ def test_pretrained_imagenet_offline_is_one_line_naming_the_weights(tmp_path, mo
     assert asked == [MobileNet_V3_Small_Weights.DEFAULT.url]  # torchvision's weights API, its DEFAULT
     assert msg.startswith("--pretrained imagenet: cannot fetch torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1")
     assert "Temporary failure in name resolution" in msg and "\n" not in msg
+
+
+class _FunctionalDropoutNet(nn.Module):
+    """A pooled linear head whose dropout is the functional F.dropout, not a module."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=4)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(self.conv(x), 1), 1)
+        return self.fc(nn.functional.dropout(x, 0.3, self.training))
+
+
+def test_a_functional_dropout_in_the_head_is_applied_in_training_and_not_in_eval():
+    from edvis.models.torchvision_cam import TorchvisionCam
+
+    torch.manual_seed(0)
+    config = ModelConfig(name="torchvision:resnet18", num_classes=4, image_size=32)
+    model = TorchvisionCam(config, _FunctionalDropoutNet())
+    x = torch.rand(2, 3, 32, 32)
+    f = model.body(x)  # the traced net cut at the pooling: the conv
+    pooled = f.mean(dim=(2, 3))
+    torch.manual_seed(1)
+    logits, _ = model.train()(x)
+    torch.manual_seed(1)
+    want = model.fc(nn.functional.dropout(pooled, 0.3, True))  # the same mask: the same generator state
+    assert torch.allclose(logits, want)
+    assert not torch.allclose(logits, model.fc(pooled))  # the trace did not fix dropout off
+    logits, maps = model.eval()(x)
+    assert torch.allclose(logits, model.fc(pooled)) and torch.allclose(maps.mean(dim=(2, 3)), logits, atol=1e-6)
