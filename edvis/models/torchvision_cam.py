@@ -248,8 +248,10 @@ class TorchvisionCam(nn.Module):
 
 def torchvision_taps(name: str, image_size: int) -> list[tuple[str, str]]:
     """(name, submodule path) of the taps of ``torchvision:NAME`` at ``image_size``, without
-    building it (see :meth:`TorchvisionCam.taps`); the last is the end of the last feature map."""
-    return [(path, f"body.{path}") for path in probe(name, image_size)[1]]
+    building it (see :meth:`TorchvisionCam.taps`); the last is the end of the last feature map:
+    the body's output itself (path ``body``) when functions follow its last module, named after
+    both (DenseNet's ``features.norm5+relu``)."""
+    return [(path, "body" if "+" in path else f"body.{path}") for path in probe(name, image_size)[1]]
 
 
 def _stage_outputs(body: fx.GraphModule, x: Tensor) -> tuple[Tensor, list[str]]:
@@ -277,7 +279,18 @@ def _stage_outputs(body: fx.GraphModule, x: Tensor) -> tuple[Tensor, list[str]]:
         if node.op == "call_module" and calls.get(path) == 1 and path in shapes:
             last.pop(shapes[path][2:], None)
             last[shapes[path][2:]] = path  # the last module of each resolution, in order
-    return f, list(last.values())[-MAX_TAPS:]
+    taps = list(last.values())[-MAX_TAPS:]
+    # Functions after the last module (DenseNet's F.relu): the last tap is the body's own output,
+    # the feature map the maps are made of, named "<module>+<function>…" (see torchvision_taps).
+    tail: list[str] = []
+    for node in body.graph.nodes:
+        if node.op == "call_module":
+            tail = []
+        elif node.op in ("call_function", "call_method"):
+            tail.append(node.name)
+    if tail and taps and tuple(f.shape[2:]) in last and last[tuple(f.shape[2:])] == taps[-1]:
+        taps[-1] = "+".join([taps[-1], *tail])
+    return f, taps
 
 
 @functools.cache

@@ -181,3 +181,19 @@ def test_a_functional_dropout_in_the_head_is_applied_in_training_and_not_in_eval
     assert not torch.allclose(logits, model.fc(pooled))  # the trace did not fix dropout off
     logits, maps = model.eval()(x)
     assert torch.allclose(logits, model.fc(pooled)) and torch.allclose(maps.mean(dim=(2, 3)), logits, atol=1e-6)
+
+
+def test_the_last_tap_is_the_feature_map_the_maps_are_made_of():
+    # DenseNet ends its features with a functional ReLU: the last tap is after it, not norm5's output.
+    model = build_model({"num_classes": 3, "name": "torchvision:densenet121", "image_size": 64}).eval()
+    name, path = model.taps()[-1]
+    assert (name, path) == ("features.norm5+relu", "body")
+    seen = {}
+    model.get_submodule(path).register_forward_hook(lambda m, a, out: seen.setdefault("f", out))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        _, maps = model(x)
+    f = seen["f"]
+    assert f.min() >= 0  # after the ReLU
+    cam = torch.einsum("ck,bkhw->bchw", model.fc.weight, f) + model.fc.bias[:, None, None]
+    torch.testing.assert_close(cam, maps)
