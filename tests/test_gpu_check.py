@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,3 +45,64 @@ def test_the_dry_run_exercises_the_whole_check_on_the_cpu(tmp_path: Path, capsys
         assert (tmp_path / "run-cpu" / folder).is_dir()
     assert json.loads((tmp_path / "run-cpu" / "render-fp16" / "manifest.json").read_text())["precision"] == "fp16"
     assert "precision" not in json.loads((tmp_path / "run-cpu" / "render" / "manifest.json").read_text())
+
+
+def _store(root: Path, maps: np.ndarray, probs: np.ndarray, files: list[str] | None = None) -> None:
+    """A render store of one clean unit at epoch 1 holding ``maps`` (N, S, S) and ``probs`` (N, C)."""
+    from edvis.run import RenderStore, Run, Unit
+
+    n = len(maps)
+    files = files or [f"val/images/val_{i}.JPEG" for i in range(n)]
+    store = RenderStore(Run(root).render_dir)
+    store.init({"dataset": {"fingerprint": "f" * 64}, "classes": ["a", "b", "c"],
+                "val": {"files": files, "labels": [0] * n, "boxes": [[0, 0, 8, 8]] * n}})
+    top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5].astype(np.int16)
+    store.write(Unit("clean", 1), {"probs": probs.astype(np.float16), "top5": top5,
+                                   "top5_prob": np.take_along_axis(probs, top5.astype(np.int64), 1).astype(np.float32),
+                                   "map_true": maps.astype(np.float16), "map_pred": maps.astype(np.float16)},
+                {"epoch": 1, "perturbation": "clean"})
+
+
+def test_compare_stores_passes_equal_stores_and_fails_each_kind_of_mismatch(tmp_path: Path):
+    from edvis.cli.gpu_check import compare_stores
+
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(0, 4, (10, 4, 4))
+    probs = np.tile([0.7, 0.2, 0.1], (10, 1))
+    _store(tmp_path / "cpu", maps, probs)
+    _store(tmp_path / "same", maps, probs)
+    failures: list[str] = []
+    row = compare_stores(tmp_path / "cpu", tmp_path / "same", "fp32", failures)
+    assert failures == [] and row[2].endswith("yes") and "top-1 agrees 100.00%" in row[1]
+
+    off = maps.copy()
+    off[3, 1, 2] += 0.25  # 0.25 > 0.002 + 0.002·4 at any value the map holds
+    _store(tmp_path / "maps", off, probs)
+    row = compare_stores(tmp_path / "cpu", tmp_path / "maps", "fp32", failures)
+    assert row[2].endswith("NO") and len(failures) == 1 and "maps 0.25" in failures[0]
+
+    flipped = probs.copy()
+    flipped[0] = [0.2, 0.7, 0.1]  # one image of ten changes its top-1: 90% < 99.5%
+    _store(tmp_path / "top1", maps, flipped)
+    failures = []
+    row = compare_stores(tmp_path / "cpu", tmp_path / "top1", "fp32", failures)
+    assert "top-1 agrees 90.00%" in row[1] and len(failures) == 1 and "top-1 90.00%" in failures[0]
+
+    # fp16 is reported, never failed
+    failures = []
+    from edvis.run import Run
+    _store(tmp_path / "half", off, probs)
+    Run(tmp_path / "half").render_dir.rename(Run(tmp_path / "half", "fp16").render_dir)
+    row = compare_stores(tmp_path / "cpu", tmp_path / "half", "fp16", failures)
+    assert failures == [] and row[2] == "reported" and "maps 0.25" in row[1]
+
+    other = [f"val/images/other_{i}.JPEG" for i in range(10)]
+    _store(tmp_path / "elsewhere", maps, probs, files=other)
+    row = compare_stores(tmp_path / "cpu", tmp_path / "elsewhere", "fp32", failures)
+    assert row[2] == "NO" and "different validation sets" in failures[-1]
+
+    from edvis.run import RenderStore, Unit
+    same = RenderStore(Run(tmp_path / "same").render_dir)
+    same.write(Unit("clean", 2), same.read(Unit("clean", 1)), {"epoch": 2, "perturbation": "clean"})
+    row = compare_stores(tmp_path / "cpu", tmp_path / "same", "fp32", failures)
+    assert row[2] == "NO" and "lacks 1 of" in failures[-1] and "clean/epoch_002" in failures[-1]

@@ -199,8 +199,18 @@ def compare_stores(reference: Path, other: Path, precision: str, failures: list[
     the largest |difference| of probabilities and of the true and top-1 classes' maps, and top-1
     agreement. fp32 must be within TOLERANCE (a failure is added otherwise); fp16 is reported."""
     from edvis.run import RenderStore, Run
+    from edvis.run.store import same_validation_set
 
     ref, got = RenderStore(Run(reference).render_dir), RenderStore(Run(other, precision).render_dir)
+    label = f"{precision} GPU store vs {'CPU' if precision == 'fp32' else 'GPU fp32'} store"
+    if not same_validation_set(ref.manifest(), got.manifest()):
+        failures.append(f"{got.root} and {ref.root} hold different validation sets: nothing to compare")
+        return label, "different validation sets", "NO"
+    lacking = sorted(set(got.units()) - set(ref.units()), key=lambda u: u.key)
+    if lacking or not got.units():
+        failures.append(f"{ref.root} lacks {len(lacking)} of {got.root}'s units (e.g. {lacking[0].key})" if lacking
+                        else f"{got.root} holds no rendered unit")
+        return label, "units missing", "NO"
     worst = {"probs": 0.0, "maps": 0.0}
     excess, agree, total = 0.0, 0, 0
     for unit in got.units():
@@ -220,7 +230,7 @@ def compare_stores(reference: Path, other: Path, precision: str, failures: list[
     if precision == "fp32" and not ok:
         failures.append(f"GPU and CPU renders differ: probs {worst['probs']:.3g}, maps {worst['maps']:.3g}, top-1 {share:.2%}")
     verdict = ("yes" if ok else "NO") if precision == "fp32" else ""
-    return (f"{precision} GPU store vs {'CPU' if precision == 'fp32' else 'GPU fp32'} store ({total} images)",
+    return (f"{label} ({total} images)",
             f"max |diff| probs {worst['probs']:.2g}, maps {worst['maps']:.2g}; top-1 agrees {share:.2%}",
             f"{target} {verdict}".strip())
 
