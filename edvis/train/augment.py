@@ -79,7 +79,7 @@ def mosaic(x: Tensor, labels: Tensor, generator: torch.Generator, prob: float) -
     left, bottom right, or ``(x, None)`` when the batch is left as it is.
 
     The labels let the training loss ask each quarter of a class map to answer for its own
-    quarter of the image (:func:`quarter_logits`): a plain classification target never says
+    quarter of the image (:func:`quarter_logits`, at any map side): a plain classification target never says
     *where*, and at 64 px the encoder's 2×2 cells each see the whole image.
     """
     if prob <= 0 or float(torch.rand(1, generator=generator)) >= prob:
@@ -94,8 +94,15 @@ def mosaic(x: Tensor, labels: Tensor, generator: torch.Generator, prob: float) -
 
 
 def quarter_logits(maps: Tensor) -> Tensor:
-    """(B, C, S, S) maps, S even → (B, 4, C): the mean of each quarter of every map, in the order
-    top left, top right, bottom left, bottom right. Their mean over the quarters is the logits."""
-    b, c, s, _ = maps.shape
-    h = s // 2
-    return maps.reshape(b, c, 2, h, 2, h).mean(dim=(3, 5)).flatten(2).transpose(1, 2)
+    """(B, C, S, S) maps → (B, 4, C): the mean of each quarter of every map, in the order top left,
+    top right, bottom left, bottom right. Their mean over the quarters is the logits.
+
+    Each cell counts by the share of its area inside the quarter: for an even S, the quarter's
+    cells; for an odd S (a ResNet's 7×7 at 224 px), the middle row and column count half in each
+    of their two quarters, the middle cell a quarter in each of the four.
+    """
+    s = maps.shape[-1]
+    i = torch.arange(s, device=maps.device, dtype=maps.dtype)
+    top = (s / 2 - i).clamp(0, 1)  # share of cell row i in [0, S/2): 1, …, 1, (½), 0, …, 0
+    halves = torch.stack([top, 1 - top]) / (s / 2)  # (2, S): each half's weights, summing to 1
+    return torch.einsum("bcij,pi,qj->bpqc", maps, halves, halves).flatten(1, 2)

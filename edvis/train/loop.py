@@ -269,9 +269,6 @@ def _prepare(
         raise UsageError(f"--batch-size {cfg.batch_size} must be a multiple of the number of processes ({processes})")
     if cfg.mosaic > 0 and mc.image_size % 2:
         raise UsageError(f"--mosaic needs an even --image-size, to halve the images into quarters; got {mc.image_size}")
-    if cfg.mosaic > 0 and mc.map_size % 2:
-        raise UsageError(f"--mosaic needs maps whose side is even, to split them into quarters; {mc.name} at "
-                         f"{mc.image_size} px has {mc.map_size}×{mc.map_size} maps (use --mosaic 0 or another --image-size)")
     runtime_record = {**asdict(rt), "device": str(device), "processes": processes}
     wanted = {"model": mc.to_dict(), "train": asdict(cfg), "dataset": ds.record(), "runtime": runtime_record}
     wanted = json.loads(json.dumps(wanted))  # as it reads back from config.json (tuples → lists)

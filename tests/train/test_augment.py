@@ -59,6 +59,19 @@ def test_quarter_logits_are_the_means_of_each_quarter_in_reading_order():
     assert torch.allclose(q.mean(1), maps.mean((2, 3)))  # the logits
 
 
+def test_quarter_logits_of_an_odd_side_share_the_middle_row_and_column_by_area():
+    # 3×3 cells over a 2×2 split: the quarter line halves the middle row and column.
+    maps = torch.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    q = quarter_logits(maps)[0, :, 0]
+    # top left: (1 + ½·2 + ½·4 + ¼·5) / 1.5² = 5.25 / 2.25; the other three by symmetry of the sums
+    want = [(1 + 1 + 2 + 1.25) / 2.25, (3 + 1 + 3 + 1.25) / 2.25, (7 + 2 + 4 + 1.25) / 2.25, (9 + 3 + 4 + 1.25) / 2.25]
+    assert torch.allclose(q, torch.tensor(want))
+    assert torch.isclose(q.mean(), torch.tensor(5.0))  # the map's mean, the logit
+    one = torch.zeros(1, 1, 7, 7)
+    one[0, 0, 1, 5] = 49.0  # a cell wholly in the top-right quarter of a 7×7 map (3.5 cells a side)
+    assert torch.allclose(quarter_logits(one)[0, :, 0], torch.tensor([0.0, 49 / 3.5**2, 0.0, 0.0]))
+
+
 class FixedMaps(nn.Module):
     """A stand-in net whose maps are a parameter: (logits, maps) as the edvis model returns them."""
 
