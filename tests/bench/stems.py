@@ -5,6 +5,7 @@ deletion/insertion against the centre prior. Too long for `make bench`; run it o
     python tests/bench/stems.py --out /tmp/stems [--embedded data/embedded]
         [--tiny ../shared/data/tiny-imagenet-200-subset20] [--tiny-per-class 100]
         [--configs paper/transposed,nopool/resize,...] [--epochs-embedded 3] [--epochs-tiny 3] [--images 64]
+        [--train-flags "--mosaic 0"]
 
 Each configuration is one run folder OUT/<dataset>-<stem>-<decoder>, trained with the demo recipe
 (seed 0) for the epochs given, then exported, rendered (clean images only), measured by
@@ -87,10 +88,10 @@ def tiny_subset(src: Path, out: Path, per_class: int) -> Path:
     return out
 
 
-def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int) -> dict:
+def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int, flags: list[str]) -> dict:
     r = str(run)
     seconds = {"train": _stage(["train", "--data", str(data), "--run", r, "--epochs", str(epochs), "--stem", stem,
-                                "--decoder", decoder])}
+                                "--decoder", decoder, *flags])}
     seconds["export"] = _stage(["export", "--run", r])
     seconds["render"] = _stage(["render", "--run", r, "--provider", "cpu", "--perturbations"])
     seconds["faithfulness"] = _stage(["faithfulness", "--run", r, "--epochs", "last", "--images", str(images),
@@ -98,7 +99,7 @@ def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int
     seconds["analyze"] = _stage(["analyze", "--run", r])
     # Training's own time from its metrics (a rerun that trains nothing still reports it).
     seconds["train"] = sum(json.loads(line)["seconds"] for line in (run / "metrics.jsonl").read_text().splitlines())
-    return {"stem": stem, "decoder": decoder, "epochs": epochs, **measure(run),
+    return {"stem": stem, "decoder": decoder, "epochs": epochs, "flags": " ".join(flags), **measure(run),
             "seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
 
@@ -107,7 +108,8 @@ def table(rows: list[dict]) -> str:
             "deletion AUC (centre) | insertion AUC (centre) | train s (wall) |\n" + "| --- " * 12 + "|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}` | {r['map']}×{r['map']} | {r['epochs']} | "
+        flags = f" `{r['flags']}`" if r.get("flags") else ""
+        lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}`{flags} | {r['map']}×{r['map']} | {r['epochs']} | "
                      f"{r['top1']:.3f} | {r['pointing']:.3f} ({r['centre_pointing']:.3f}) | {r['pattern_share']:.3f} | "
                      f"{r['parity_share']:.3f} | "
                      f"{r['deletion_model']:.3f} ({r['deletion_centre']:.3f}) | "
@@ -128,6 +130,8 @@ def main() -> int:
     p.add_argument("--epochs-embedded", type=int, default=3)
     p.add_argument("--epochs-tiny", type=int, default=3)
     p.add_argument("--images", type=int, default=64, help="validation images of the faithfulness measures")
+    p.add_argument("--train-flags", default="", help="more `edvis train` flags for every run, e.g. \"--mosaic 0\" "
+                   "(the run folders' names end in them)")
     a = p.parse_args()
     if "embedded" in a.datasets and not (a.embedded / "wnids.txt").exists():
         _stage(["synth", "--out", str(a.embedded)])
@@ -138,7 +142,10 @@ def main() -> int:
         data, epochs = (a.embedded, a.epochs_embedded) if name == "embedded" else (a.tiny, a.epochs_tiny)
         for pair in a.configs.split(","):
             stem, decoder = pair.split("/")
-            row = {"data": name, **one(data, a.out / f"{name}-{stem}-{decoder}", stem, decoder, epochs, a.images)}
+            flags = a.train_flags.split()
+            tag = "".join(f.lstrip("-").replace(".", "_") for f in flags)
+            run = a.out / f"{name}-{stem}-{decoder}" if not flags else a.out / f"{name}-{stem}-{decoder}-{tag}"
+            row = {"data": name, **one(data, run, stem, decoder, epochs, a.images, flags)}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
             (a.out / "stems.json").write_text(json.dumps(rows, indent=1))
