@@ -47,7 +47,7 @@ def said() -> Iterator[list[str]]:
 
 
 def make_rendered_run(root: Path, classes: int = 3, train_per_class: int = 2, val_per_class: int = 3,
-                      perturbations: tuple[str, ...] = ("paper",)) -> Path:
+                      perturbations: tuple[str, ...] = ("paper",), image_size: int = 64) -> Path:
     """ROOT/run, through every stage but training and the site: an embedded dataset in ROOT/data,
     one freshly initialised checkpoint (seed 0), exported, rendered under ``perturbations`` and
     analysed. Also the Try it bench's run."""
@@ -66,7 +66,7 @@ def make_rendered_run(root: Path, classes: int = 3, train_per_class: int = 2, va
     data = write_dataset(root / "data", classes=classes, seed=0, train_per_class=train_per_class,
                          val_per_class=val_per_class)
     run = Run(root / "run")
-    mc = ModelConfig(num_classes=classes)
+    mc = ModelConfig(num_classes=classes, image_size=image_size)
     cfg = asdict(resolve_config("demo", epochs=1))
     run.write_config({"model": mc.to_dict(), "train": cfg, "dataset": open_dataset(data).record()})
     torch.manual_seed(0)

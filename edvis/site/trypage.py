@@ -12,6 +12,8 @@ OUT/
                                    onnxruntime-web's single-threaded WebAssembly runtime, pinned
   data/try.js                      the shipped epochs, each validation image's class sprite cell
                                    and the store's top-1 at those epochs
+  data/try-NNN.png                 images over SPRITE_MAX_PX only: class NNN's first few
+                                   validation images at the model's input size
 ```
 
 onnxruntime-web comes from the npm registry: ``templates/vendor/package.json`` pins it and
@@ -19,7 +21,10 @@ onnxruntime-web comes from the npm registry: ``templates/vendor/package.json`` p
 files the site is built without this page (one log line says so), unless ``--try-epochs`` asked
 for it, which then fails. Validation images are taken from the class pages' sprite sheets, which
 hold exactly what ``load_image`` gave the renderer (lossless PNG at the model's input size), so
-the page's logits for them are the store's.
+the page's logits for them are the store's. Images larger than a sprite cell
+(``SPRITE_MAX_PX``, e.g. 224 px) are reduced in those sheets, so the page has its own sheets,
+``data/try-NNN.png``, of the first :data:`LARGE_PER_CLASS` images of each class at the model's
+input size, and offers those.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from edvis.errors import UsageError
 from edvis.run import Run, RunError, select_epochs
 from edvis.run.digest import sha256_bytes
 from edvis.site.layers import LAYER_CHANNELS
 from edvis.site.picks import even_epochs
 from edvis.site.site_error import SiteError
-from edvis.site.sprites import MAP_ALPHA, SPRITE_COLUMNS
+from edvis.site.sprites import MAP_ALPHA, SPRITE_COLUMNS, SPRITE_MAX_PX, Images, sheet_png
 from edvis.site.writing import TEMPLATES_DIR, Writer
 
 if TYPE_CHECKING:
@@ -56,6 +63,9 @@ DEFAULT_EPOCHS = 3  # the first, the middle and the final epoch (even_epochs)
 MAX_PIXELS = 1 << 26  # as edvis.data's load_image, which refuses larger images
 CLASS_LAYERS = ("up1", "maps")  # layers whose channel k is class k's (as on the layers page)
 MAX_FILE_BYTES = 100 * 10**6  # static hosts' usual cap on one file
+# Images over SPRITE_MAX_PX: the validation images of each class the page offers, on its own
+# full-size sheet (about 0.1 MB an image as a lossless PNG of a 224-px photograph)
+LARGE_PER_CLASS = 3
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -83,6 +93,7 @@ class TryPage:
     precision: str = "fp32"
     fp32_bytes: int = 0  # what the fp32 files would have weighed
     deviation: dict[str, Any] | None = None  # fp16: the worst of the epochs' measured deviations
+    per_class: int = 0  # images over SPRITE_MAX_PX: the validation images offered per class (else all)
 
     @property
     def last(self) -> int:
@@ -194,11 +205,28 @@ def write_try(writer: Writer, src: Sources, epochs: list[int], sprites: dict[int
     if precision == "fp16":
         page.deviation = _worst([r for _, r in models if r])
     ds = src.dataset
+    if ds.image_size > SPRITE_MAX_PX:  # the class sheets hold reduced images: full-size sheets of a few
+        sprites = _full_size_sheets(writer, src, sprites)
+        page.per_class = LARGE_PER_CLASS
     page.classes = [(c, ds.name(c)) for c in sorted(sprites)]
     writer.data("try", _data(src, page, sprites, run))
     log.info(f"site: Try it page: {len(models)} epoch(s) of {precision} ONNX ({', '.join(m.size_text for m in page.models)}) "
              f"and onnxruntime-web {ORT_VERSION} ({page.runtime_text}): {page.cost_text} in all")
     return page
+
+
+def _full_size_sheets(writer: Writer, src: Sources, sprites: dict[int, tuple[str, list[int]]]
+                      ) -> dict[int, tuple[str, list[int]]]:
+    """``data/try-NNN.png`` for each class of ``sprites``: its first :data:`LARGE_PER_CLASS`
+    images as ``load_image`` gives them to the renderer, in one row; the new class → (sheet, cells)."""
+    images = Images(src.dataset)
+    out = {}
+    for c, (_, cells) in sorted(sprites.items()):
+        cells = cells[:LARGE_PER_CLASS]
+        sheet = f"data/try-{c:03d}.png"
+        writer.file(sheet, sheet_png(np.stack([images.load(i, keep=False) for i in cells]), SPRITE_COLUMNS))
+        out[c] = (sheet, cells)
+    return out
 
 
 def _copy_runtime(writer: Writer) -> int:

@@ -92,6 +92,34 @@ def test_every_validation_image_is_on_a_sprite_cell_with_the_renderers_pixels(bu
     assert data["files"] == files and data["labels"] == manifest["val"]["labels"]
 
 
+@needs_runtime
+def test_images_larger_than_a_sprite_cell_come_from_full_size_sheets_of_their_own(tmp_path: Path) -> None:
+    # At 160 px the class sheets hold 128-px reductions; the page's cells must be the renderer's pixels.
+    from edvis.site.trypage import LARGE_PER_CLASS
+    from tests.conftest import make_rendered_run
+
+    run = make_rendered_run(tmp_path, classes=2, val_per_class=5, perturbations=(), image_size=160)
+    out = tmp_path / "site"
+    build(run, out)
+    data = try_data(out)
+    manifest = json.loads((run / "render" / "manifest.json").read_text())
+    root, files, labels = Path(manifest["dataset"]["root"]), manifest["val"]["files"], manifest["val"]["labels"]
+    assert data["image_size"] == 160 and sorted(data["classes"]) == ["0", "1"]
+    for c, entry in data["classes"].items():
+        assert entry["sprite"] == f"data/try-{int(c):03d}.png"
+        assert entry["cells"] == [i for i, label in enumerate(labels) if label == int(c)][:LARGE_PER_CLASS]
+        with Image.open(out / entry["sprite"]) as sheet:
+            pixels = np.asarray(sheet.convert("RGB"))
+        assert pixels.shape == (160, 160 * LARGE_PER_CLASS, 3)
+        for cell, i in enumerate(entry["cells"]):  # as try.js reads them: cells of image_size px
+            r, col = divmod(cell, data["columns"])
+            got = pixels[r * 160:(r + 1) * 160, col * 160:(col + 1) * 160]
+            assert np.array_equal(got, load_image(root / files[i], size=160)), files[i]
+    with Image.open(out / "data" / "000.png") as sheet:
+        assert sheet.size == (128 * 5, 128)  # the class page's own sheet stays reduced
+    assert f"offers the first {LARGE_PER_CLASS} validation images of each class" in (out / "try.html").read_text()
+
+
 def test_try_epochs_none_builds_no_page(rendered_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "site"
     build(rendered_run, out, try_epochs="none")
