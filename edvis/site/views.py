@@ -123,7 +123,8 @@ class Tile:
 
 @dataclass(eq=False)
 class Pack:
-    """A data object for the browser: a sprite sheet and maps, written as ``data/<key>.{png,js}``.
+    """A data object for the browser: a sprite sheet and maps, written as ``data/<key>.{png,js}``
+    (the sheet ``.jpg`` for images reduced to fit a cell: see edvis.site.sprites).
 
     ``maps`` is (Q, E, S, S) uint8, each map scaled to its own maximum; ``cells`` the validation
     indices in the sprite. ``perturbation`` names the setting whose odd cells are perturbed.
@@ -141,6 +142,7 @@ class Pack:
     sprite_key: str | None = None  # share another pack's sprite sheet
     perturbation: str | None = None
     perturbation_seed: int = 0
+    sprite_ext: str = "png"  # set by edvis.site.sprites.write_pack from the site's image size
 
     @property
     def js(self) -> str:
@@ -148,7 +150,7 @@ class Pack:
 
     @property
     def sprite(self) -> str:
-        return f"data/{self.sprite_key or self.key}.png"
+        return f"data/{self.sprite_key or self.key}.{self.sprite_ext}"
 
     @property
     def sprite_id(self) -> str:

@@ -115,7 +115,7 @@ def class_page_bytes(out: Path, files: dict[str, tuple[int, str]]) -> tuple[int,
     for page in (out / "classes").glob("*.html"):
         key = page.name.split("-", 1)[0]
         total = files[f"classes/{page.name}"][0] + shared
-        total += sum(files.get(f"data/{key}.{ext}", (0, ""))[0] for ext in ("js", "png"))
+        total += sum(files.get(f"data/{key}.{ext}", (0, ""))[0] for ext in ("js", "png", "jpg"))
         worst = max(worst, (total, page.name))
     return worst
 

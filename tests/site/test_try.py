@@ -115,8 +115,15 @@ def test_images_larger_than_a_sprite_cell_come_from_full_size_sheets_of_their_ow
             r, col = divmod(cell, data["columns"])
             got = pixels[r * 160:(r + 1) * 160, col * 160:(col + 1) * 160]
             assert np.array_equal(got, load_image(root / files[i], size=160)), files[i]
-    with Image.open(out / "data" / "000.png") as sheet:
-        assert sheet.size == (128 * 5, 128)  # the class page's own sheet stays reduced
+    with Image.open(out / "data" / "000.jpg") as sheet:  # the class page's own sheet: reduced, so JPEG
+        assert sheet.format == "JPEG" and sheet.size == (128 * 5, 128)
+        cells = np.asarray(sheet.convert("RGB"), dtype=np.float64)
+    zeros = [i for i, label in enumerate(labels) if label == 0]
+    for cell, i in enumerate(zeros):  # each cell is the image reduced with Lanczos, to JPEG's error
+        want = np.asarray(Image.fromarray(load_image(root / files[i], size=160)).resize((128, 128), Image.Resampling.LANCZOS))
+        assert np.abs(cells[:, cell * 128:(cell + 1) * 128] - want).mean() < 3.0, files[i]
+    assert not (out / "data" / "000.png").exists()
+    assert 'src="../data/000.jpg"' in next((out / "classes").glob("000-*.html")).read_text()
     assert f"offers the first {LARGE_PER_CLASS} validation images of each class" in (out / "try.html").read_text()
 
 
