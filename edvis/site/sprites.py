@@ -8,8 +8,8 @@ pages share them.
 Sheets of images at most ``SPRITE_MAX_PX`` are lossless PNG: exactly the pixels the renderer
 read (the Try it page feeds them to the model). Larger images are reduced to fit a cell, so
 their pixels are not the model's input anyway, and their sheets are JPEG (``data/<key>.jpg``,
-quality 90, no chroma subsampling): a class sheet of 50 photographs reduced to 128 px weighs about
-0.5 MB instead of about 1.9 MB as PNG, which would take a class page past 2 MB.
+quality 90, no chroma subsampling): a class sheet of 50 photographs at 128 px weighs 0.44 MB
+instead of 1.80 MB as PNG, which would take a class page past 2 MB (docs/site.md).
 """
 
 from __future__ import annotations
