@@ -11,7 +11,9 @@ galleries show top-1 maps; there is no layers file and no second run to compare 
 build runs in its own process and is timed as a whole.
 
 The 224-px case: the same 200 classes × 50 validation images, 224×224 JPEGs and 7×7 maps (a
-ResNet's at 224 px), its own store under ``$EDVIS_FULLSTORE-224``. ``EDVIS_BENCH_224=E,S`` sets
+ResNet's at 224 px), its own store under ``$EDVIS_FULLSTORE-224``. Its images are photographs:
+2×2 mosaics of four Tiny ImageNet validation images (``$EDVIS_BENCH_PHOTOS``, default the shared
+subset's) resized to 224 px, so the sprite sheets weigh what a photograph's detail weighs. ``EDVIS_BENCH_224=E,S`` sets
 its epochs and settings (default 80,9, the full size; 0 skips it); a smaller store measures the
 sizes, which ``docs/own-model.md`` extrapolates to 80 epochs.
 """
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fullstore import ROOT, check_space, edvis_child, make_full_store
+from fullstore import REPO, ROOT, check_space, edvis_child, make_full_store
 from PIL import Image
 
 from edvis.data import open_dataset
@@ -40,14 +42,31 @@ SITE_BYTES = 1e9
 SITE_FILES = 50_000
 PAGE_BYTES = 2e6
 PEAK_MB = 500.0  # readers stream one class or page at a time
+# Real photographs for the 224-px case's images (their detail is what weighs in the sprite sheets).
+PHOTOS = Path(os.environ.get("EDVIS_BENCH_PHOTOS", str(REPO.parent / "shared" / "data" / "tiny-imagenet-200-subset20"
+                                                   / "val" / "images")))
 
 
-def write_images(data: Path, files: list[str], seed: int = 0, size: int = 64) -> None:
+def write_images(data: Path, files: list[str], seed: int = 0, size: int = 64, photos: Path | None = None) -> None:
     """The validation images the manifest names, if not there yet: size × size JPEGs that compress
-    like photos (a smooth 4×4 colour field upsampled, a darker disc, a little noise)."""
+    like photos (a smooth 4×4 colour field upsampled, a darker disc, a little noise); with
+    ``photos`` (a folder of JPEGs, e.g. Tiny ImageNet's validation images), each image is instead
+    a 2×2 mosaic of four of them resized to size × size, for a photograph's detail in the sheets."""
     marker = data / "complete.json"
-    want = {"images": len(files), "seed": seed, **({"size": size} if size != 64 else {})}
+    want = {"images": len(files), "seed": seed, **({"size": size} if size != 64 else {}),
+            **({"photos": str(photos)} if photos else {})}
     if marker.exists() and json.loads(marker.read_text()) == want:
+        return
+    if photos is not None:
+        sources = sorted(photos.glob("*.JPEG"))
+        for n, rel in enumerate(files):
+            quad = [np.asarray(Image.open(sources[(4 * n + k) % len(sources)]).convert("RGB").resize((64, 64)))
+                    for k in range(4)]
+            mosaic = np.concatenate([np.concatenate(quad[:2], 1), np.concatenate(quad[2:], 1)], 0)
+            path = data / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mosaic).resize((size, size), Image.Resampling.BICUBIC).save(path, quality=90)
+        marker.write_text(json.dumps(want))
         return
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
@@ -121,13 +140,13 @@ def class_page_bytes(out: Path, files: dict[str, tuple[int, str]]) -> tuple[int,
 
 
 def prepare(run_dir: Path, store_root: Path, image_size: int = 64, map_size: int = 8, epochs: int = 80,
-            settings: int = 9, model: str = "edvis-resnet18") -> None:
+            settings: int = 9, model: str = "edvis-resnet18", photos: Path | None = None) -> None:
     """The run folder of a simulated full-size run, analysed (not timed)."""
     store = make_full_store(store_root, epochs=epochs, settings=settings, image_size=image_size, map_size=map_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "render").exists():
         (run_dir / "render").symlink_to(store.root.resolve(), target_is_directory=True)
-    write_images(run_dir / "data", store.manifest()["val"]["files"], size=image_size)
+    write_images(run_dir / "data", store.manifest()["val"]["files"], size=image_size, photos=photos)
     write_layout(run_dir / "data", store.manifest())
     make_full_store(store_root, epochs=epochs, settings=settings, image_size=image_size, map_size=map_size,
                     fingerprint=open_dataset(run_dir / "data").fingerprint())  # the site checks it
@@ -180,8 +199,12 @@ def run_224() -> list[dict]:
         return []
     epochs, settings = (int(v) for v in spec.split(","))
     t = time.monotonic()
+    photos = PHOTOS if PHOTOS.is_dir() else None
+    if photos is None:
+        print(f"bench: {PHOTOS} not found: the 224-px images are drawn, which compress better than photographs",
+              file=sys.stderr, flush=True)
     prepare(BENCH / "site-run-224", Path(f"{ROOT}-224"), image_size=224, map_size=7, epochs=epochs,
-            settings=settings, model="torchvision:resnet50")
+            settings=settings, model="torchvision:resnet50", photos=photos)
     print(f"bench: 224-px run ready in {time.monotonic() - t:.0f}s", file=sys.stderr, flush=True)
     what = "224-px" + ("" if (epochs, settings) == (80, 9) else f" ({epochs} epochs × {settings} settings)")
     return measure(BENCH / "site-run-224", BENCH / "site-224", what)
