@@ -64,7 +64,8 @@ def measure(run: Path) -> dict:
     rows = {r["method"]: r for r in doc["faithfulness"]["rows"] if r["epoch"] == loc["epoch"]}
     share, parity, side = pattern_share(run)
     return {"epoch": loc["epoch"], "map": side, "top1": loc["top1"], "pointing": loc["pointing"],
-            "centre_pointing": loc["centre_pointing"], "pattern_share": share, "parity_share": parity,
+            "centre_pointing": loc["centre_pointing"], "energy": loc["energy_in_box"], "centre_energy": loc["energy_centre"],
+            "uniform_energy": loc["energy_uniform"], "pattern_share": share, "parity_share": parity,
             **{f"{k}_{m}": rows[m][f"{k}_auc"] for m in ("model", "centre") for k in ("deletion", "insertion")}}
 
 
@@ -104,13 +105,15 @@ def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | fixed-pattern share | parity share | "
-            "deletion AUC (centre) | insertion AUC (centre) | train s (wall) |\n" + "| --- " * 12 + "|")
+    head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | energy in box (centre, uniform) | "
+            "fixed-pattern share | parity share | deletion AUC (centre) | insertion AUC (centre) | train s (wall) |\n"
+            + "| --- " * 13 + "|")
     lines = [head]
     for r in rows:
         flags = f" `{r['flags']}`" if r.get("flags") else ""
         lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}`{flags} | {r['map']}×{r['map']} | {r['epochs']} | "
-                     f"{r['top1']:.3f} | {r['pointing']:.3f} ({r['centre_pointing']:.3f}) | {r['pattern_share']:.3f} | "
+                     f"{r['top1']:.3f} | {r['pointing']:.3f} ({r['centre_pointing']:.3f}) | "
+                     f"{r['energy']:.3f} ({r['centre_energy']:.3f}, {r['uniform_energy']:.3f}) | {r['pattern_share']:.3f} | "
                      f"{r['parity_share']:.3f} | "
                      f"{r['deletion_model']:.3f} ({r['deletion_centre']:.3f}) | "
                      f"{r['insertion_model']:.3f} ({r['insertion_centre']:.3f}) | {r['seconds']['train']:.0f} |")
