@@ -7,6 +7,12 @@
   confidence): 100 · mean of [O > Y] (Chattopadhay et al., Grad-CAM++, 2018), with Y the true
   class's probability on the image and O on the image times the method's mask.
 
+Against each reference (``centre``, ``random``) every other method's row holds the paired
+difference of its AUCs on the images both cover, ``deletion_vs_<ref>`` and
+``insertion_vs_<ref>``, with 95% bounds ``…_lo`` and ``…_hi``
+(:func:`edvis.analyze.metrics.paired_interval`): a method beats a reference on deletion when the
+whole interval is below 0, on insertion when it is above 0.
+
 Images a method does not cover (NaN in its rows) are left out of its means. :func:`section`
 shapes the files of ``RUN/faithfulness`` into analysis.json's ``faithfulness`` record and the
 rows of faithfulness.csv; it reads no file.
@@ -18,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from edvis.analyze.metrics import class_means, nanmean
+from edvis.analyze.metrics import class_means, nanmean, paired_interval
 from edvis.analyze.outputs import _clean_record, _csv, _num
 
 CSV_NAME = "faithfulness.csv"
+REFERENCE_METHODS = ("centre", "random")
+VERSUS = tuple(f"{k}_vs_{r}{b}" for r in REFERENCE_METHODS for k in ("deletion", "insertion") for b in ("", "_lo", "_hi"))
 CSV_COLUMNS = ("setting", "epoch", "method", "images", "covered", "deletion_auc", "insertion_auc", "average_drop",
-               "increase")
+               "increase", *VERSUS)
 REFERENCES = {
     "deletion": "Petsiuk, Das and Saenko, RISE: Randomized Input Sampling for Explanation of Black-box Models, "
                 "BMVC 2018: p_true as the top-ranked cells are replaced by a blurred copy; AUC over the fraction "
@@ -65,15 +73,26 @@ def increase(full: np.ndarray, masked: np.ndarray) -> float:
 def method_rows(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> list[dict[str, Any]]:
     """One file's per-method means: images, covered, deletion_auc, insertion_auc, average_drop, increase."""
     fr = fractions(step_counts(meta), meta["map_size"] ** 2)
+    methods = list(meta["methods"])
+    covered = np.asarray(arrays["covered"], dtype=bool)
+    aucs = {k: np.where(covered, auc(arrays[k], fr), np.nan) for k in ("deletion", "insertion")}  # (M, K)
     rows = []
-    for m, method in enumerate(meta["methods"]):
-        cov = arrays["covered"][m]
-        rows.append({"setting": meta["setting"], "epoch": meta["epoch"], "method": method,
-                     "images": len(cov), "covered": int(cov.sum()),
-                     "deletion_auc": nanmean(auc(arrays["deletion"][m][cov], fr)),
-                     "insertion_auc": nanmean(auc(arrays["insertion"][m][cov], fr)),
-                     "average_drop": average_drop(arrays["full"][cov], arrays["masked"][m][cov]),
-                     "increase": increase(arrays["full"][cov], arrays["masked"][m][cov])})
+    for m, method in enumerate(methods):
+        cov = covered[m]
+        row = {"setting": meta["setting"], "epoch": meta["epoch"], "method": method,
+               "images": len(cov), "covered": int(cov.sum()),
+               "deletion_auc": nanmean(aucs["deletion"][m][cov]),
+               "insertion_auc": nanmean(aucs["insertion"][m][cov]),
+               "average_drop": average_drop(arrays["full"][cov], arrays["masked"][m][cov]),
+               "increase": increase(arrays["full"][cov], arrays["masked"][m][cov])}
+        for ref in REFERENCE_METHODS:
+            if method in REFERENCE_METHODS or ref not in methods:
+                continue
+            r = methods.index(ref)
+            for k in ("deletion", "insertion"):  # NaN where either leaves the image out
+                mean, lo, hi = paired_interval(aucs[k][m] - aucs[k][r])
+                row |= {f"{k}_vs_{ref}": mean, f"{k}_vs_{ref}_lo": lo, f"{k}_vs_{ref}_hi": hi}
+        rows.append(row)
     return rows
 
 

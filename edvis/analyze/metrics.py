@@ -15,6 +15,8 @@ correlation of a constant map, a class without images) is returned as NaN, never
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ECE_BINS = 15
@@ -129,13 +131,15 @@ def localisation(maps: np.ndarray, boxes: np.ndarray, size: int, chunk: int = 25
     ``centre_pointing``: the same for the image's middle pixel; ``energy_in_box``: mean share of
     the upsampled map, clipped at 0, inside the box, over maps with positive energy;
     ``energy_centre``: mean share of :func:`centre_prior` in the box;
-    ``energy_uniform``: mean :func:`box_area_share`. Maps are upsampled ``chunk`` at a time.
+    ``energy_uniform``: mean :func:`box_area_share`; ``pointing_vs_centre_lo`` and ``_hi``: the
+    95% interval of pointing − centre_pointing (:func:`paired_interval` of the per-image hits).
+    Maps are upsampled ``chunk`` at a time.
     """
     n = len(maps)
     if n == 0:
         nan = float("nan")
         return {"pointing": nan, "centre_pointing": nan, "energy_in_box": nan,
-                "energy_centre": nan, "energy_uniform": nan}
+                "energy_centre": nan, "energy_uniform": nan, "pointing_vs_centre_lo": nan, "pointing_vs_centre_hi": nan}
     hits = np.empty(n, dtype=bool)
     energy = np.empty(n)
     prior = np.empty(n)
@@ -146,12 +150,16 @@ def localisation(maps: np.ndarray, boxes: np.ndarray, size: int, chunk: int = 25
         hits[i : i + chunk] = inside(peaks(up), b)
         energy[i : i + chunk] = energy_share(np.maximum(up, 0), b)
         prior[i : i + chunk] = energy_share(np.broadcast_to(centre, up.shape), b)
+    centre_hits = inside(np.full((n, 2), size // 2), boxes)
+    _, lo, hi = paired_interval(hits.astype(np.float64) - centre_hits)
     return {
         "pointing": float(hits.mean()),
-        "centre_pointing": float(inside(np.full((n, 2), size // 2), boxes).mean()),
+        "centre_pointing": float(centre_hits.mean()),
         "energy_in_box": nanmean(energy),
         "energy_centre": float(prior.mean()),
         "energy_uniform": float(box_area_share(boxes, size).mean()),
+        "pointing_vs_centre_lo": lo,
+        "pointing_vs_centre_hi": hi,
     }
 
 
@@ -399,6 +407,26 @@ def relative_ce(errors: np.ndarray, clean_error: float) -> float:
     if len(errors) == 0 or not clean_error > 0:
         return float("nan")
     return float(np.mean(errors) / clean_error)
+
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+
+
+def paired_interval(diff: np.ndarray, limits: tuple[float, float] = (-1.0, 1.0)) -> tuple[float, float, float]:
+    """(mean, low, high) of per-image paired differences (NaN values left out): the mean and its
+    95% interval by the normal approximation, mean ± Z95 · s / √n with s the sample standard
+    deviation (ddof 1), clipped to ``limits``, the range the difference can take (differences
+    of shares or of AUCs in [0, 1]: -1 to 1; the approximation overshoots it for a few images).
+    NaN mean with no value; NaN bounds with fewer than two."""
+    d = np.asarray(diff, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if len(d) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, float("nan"), float("nan")
+    half = Z95 * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return mean, max(mean - half, limits[0]), min(mean + half, limits[1])
 
 
 def nanmean(x: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from edvis.analyze.metrics import map_peaks
 from edvis.site import picks
 from edvis.site.methods import covered_by_all
 from edvis.site.read_store import CLEAN
-from edvis.site.text import MISSING, class_name, pct
+from edvis.site.text import MISSING, class_name, pct, pts
 from edvis.site.views import Pack, Tile
 from edvis.site.views_pages import ComparePage, CompareRow
 
@@ -25,8 +25,12 @@ LOCALISATION = ("pointing", "centre_pointing", "energy_in_box", "energy_centre",
 
 
 def localisation_cells(m: dict[str, Any] | None) -> list[str]:
-    """A model's localisation numbers from analysis.json, in the order the tables show them."""
-    return [pct((m or {}).get(key)) for key in LOCALISATION]
+    """A model's localisation numbers from analysis.json, in the order the tables show them; after
+    the centre baseline, the 95% interval of pointing − centre (from "+1.20 to +5.60 pts")."""
+    cells = [pct((m or {}).get(key)) for key in LOCALISATION]
+    lo, hi = ((m or {}).get(f"pointing_vs_centre_{b}") for b in ("lo", "hi"))
+    interval = f"{pts(lo)} to {pts(hi)}".replace(" pts to", " to") if pts(lo) != MISSING and pts(hi) != MISSING else MISSING
+    return cells[:2] + [interval.replace("-", "−")] + cells[2:]
 
 
 def compare_page(src: Sources, a: Model, others: list[Model]) -> ComparePage:

@@ -205,12 +205,33 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def _signed(v: float) -> str:
+    return f"{v:+.3f}".replace("-", "−")
+
+
+def _paired(row: dict[str, Any], ref: str) -> list[tuple[str, float, float, float]] | None:
+    """(measure, difference, low, high) of ``row``'s paired differences from reference ``ref``
+    (edvis.analyze.faithfulness), or None when the record has no finite interval."""
+    out = []
+    for k in ("deletion", "insertion"):
+        v = [row.get(f"{k}_vs_{ref}{b}") for b in ("", "_lo", "_hi")]
+        if not all(_finite(x) for x in v):
+            return None
+        out.append((k, float(v[0]), float(v[1]), float(v[2])))
+    return out
+
+
 def verdict_sentence(method: str, row: dict[str, Any], refs: dict[str, dict[str, Any]], epoch: int) -> str:
     """Whether ``method``'s ranking beats each reference on deletion (lower AUC) and insertion
-    (higher AUC) at ``epoch``, with the numbers."""
+    (higher AUC) at ``epoch``, with the numbers. With the paired differences' 95% intervals in the
+    record, a measure is better or worse only when its interval excludes 0; without them, by the
+    means alone."""
     d, i = row.get("deletion_auc"), row.get("insertion_auc")
     if not (_finite(d) and _finite(i)) or not refs:
         return f"{_sentence_case(method_label(method))}: not enough images measured at epoch {epoch} to compare."
+    paired = {name: _paired(row, name) for name in refs}
+    if all(p is not None for p in paired.values()):
+        return _interval_verdict(method, d, i, refs, paired, epoch)  # type: ignore[arg-type]
     parts, wins = [], 0
     for name, ref in refs.items():
         rd, ri = ref.get("deletion_auc"), ref.get("insertion_auc")
@@ -224,6 +245,25 @@ def verdict_sentence(method: str, row: dict[str, Any], refs: dict[str, dict[str,
         "it does not beat both references on both measures"
     return (f"{_sentence_case(method_label(method))} at epoch {epoch}: deletion AUC {d:.3f}, insertion AUC {i:.3f}; "
             f"against " + "; against ".join(parts) + f": {overall}.")
+
+
+def _interval_verdict(method: str, d: float, i: float, refs: dict[str, dict[str, Any]],
+                      paired: dict[str, list[tuple[str, float, float, float]]], epoch: int) -> str:
+    parts, better = [], 0
+    for name, diffs in paired.items():
+        words = []
+        for k, mean, lo, hi in diffs:
+            good, bad = (hi < 0, lo > 0) if k == "deletion" else (lo > 0, hi < 0)
+            better += good
+            words.append(f"{k} {_signed(mean)} (95% interval {_signed(lo)} to {_signed(hi)}, "
+                         f"{'better' if good else 'worse' if bad else 'no clear difference'})")
+        ref = refs[name]
+        parts.append(f"against the {method_label(name)} (deletion {num(ref.get('deletion_auc'), '.3f')}, insertion "
+                     f"{num(ref.get('insertion_auc'), '.3f')}), paired over the images both cover: " + " and ".join(words))
+    overall = ("it beats both references on both measures" if better == 2 * len(paired) == 4 else
+               "it does not beat both references on both measures")
+    return (f"{_sentence_case(method_label(method))} at epoch {epoch}: deletion AUC {d:.3f}, insertion AUC {i:.3f}; "
+            + "; ".join(parts) + f": {overall}.")
 
 
 def _class_table(record: dict[str, Any], setting: str, epoch: int, methods: list[str],

@@ -47,6 +47,15 @@ def test_the_rows_of_one_file_by_hand():
     assert centre["deletion_auc"] == pytest.approx(np.mean([0.75, 0.4]))
     assert centre["covered"] == 2 and centre["images"] == 3
     assert model["average_drop"] == pytest.approx(100 * np.mean([0.5, 0, 0])) and model["increase"] == pytest.approx(100 / 3)
+    # against the centre, on images 0 and 1 (the centre lacks image 2): deletion 0.5 - 0.75 and
+    # 0.6 - 0.4, mean -0.025, s = 0.45 / √2, half-width 1.959964 · s / √2 = 0.440992
+    assert model["deletion_vs_centre"] == pytest.approx(-0.025)
+    assert model["deletion_vs_centre_lo"] == pytest.approx(-0.025 - 0.440992, abs=1e-6)
+    assert model["deletion_vs_centre_hi"] == pytest.approx(-0.025 + 0.440992, abs=1e-6)
+    # insertion curves are the deletion curves reversed: the same trapezoid areas, the same differences
+    assert model["insertion_vs_centre"] == pytest.approx(-0.025)
+    assert "deletion_vs_random" not in model  # no random reference in this file
+    assert "deletion_vs_centre" not in centre  # a reference is not compared with the references
 
 
 def test_the_section_keeps_mean_curves_and_per_class_aucs_at_the_final_epoch():

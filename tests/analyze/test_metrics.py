@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,7 @@ from edvis.analyze.metrics import (
     localisation,
     map_peaks,
     nanmean,
+    paired_interval,
     parity_share,
     pattern_formed,
     pearson_rows,
@@ -132,6 +135,23 @@ def test_localisation_summary_by_hand(chunk):
     # a 2×2 centred Gaussian is flat: shares 2/4, 1/4, 1/4, as for a uniform map
     assert r["energy_centre"] == pytest.approx((0.5 + 0.25 + 0.25) / 3)
     assert r["energy_uniform"] == pytest.approx((0.5 + 0.25 + 0.25) / 3)
+    # hits 1, 0, 1 against the centre's 1, 1, 0: differences 0, -1, 1, mean 0, s = 1, half-width
+    # 1.96 / √3 = 1.13, clipped to the ±1 a difference of shares can reach
+    assert r["pointing_vs_centre_lo"] == -1.0 and r["pointing_vs_centre_hi"] == 1.0
+
+
+def test_paired_interval_by_hand():
+    # mean 0.25; s = sqrt(((.15)² + (.05)² + (.05)² + (.15)²) / 3) = 0.129099; s / √4 = 0.0645497
+    mean, lo, hi = paired_interval(np.array([0.1, 0.2, np.nan, 0.3, 0.4]))  # NaN: left out
+    assert mean == pytest.approx(0.25)
+    half = 1.959964 * 0.0645497
+    assert lo == pytest.approx(0.25 - half, abs=1e-6) and hi == pytest.approx(0.25 + half, abs=1e-6)
+    assert paired_interval(np.full(7, 0.5)) == pytest.approx((0.5, 0.5, 0.5))  # no spread: the mean itself
+    one = paired_interval(np.array([0.3]))
+    assert one[0] == 0.3 and math.isnan(one[1]) and math.isnan(one[2])
+    assert all(math.isnan(v) for v in paired_interval(np.array([np.nan])))
+    # hits minus a centre's for three images, -1, -1, 0: mean -2/3, s = 0.57735, half-width 0.653321
+    assert paired_interval(np.array([-1.0, -1.0, 0.0])) == pytest.approx((-2 / 3, -1.0, -2 / 3 + 0.653321), abs=1e-6)
 
 
 # -- accuracy and confusion -------------------------------------------------------------------

@@ -178,7 +178,8 @@ def analysis_json(epochs: list[int]) -> dict:
         "corruption": {"reference": "the model's own clean error", "epoch": 3, "kinds": [], "mean_relative_ce": None},
         "models": [
             {"model": "edvis-resnet18 (paper)", "epoch": 3, "top1": 0.75, "top5": 11 / 12, "pointing": 0.6111,
-             "centre_pointing": 0.2222, "energy_in_box": 0.3333, "energy_centre": 0.4444, "energy_uniform": 0.5555},
+             "centre_pointing": 0.2222, "energy_in_box": 0.3333, "energy_centre": 0.4444, "energy_uniform": 0.5555,
+             "pointing_vs_centre_lo": 0.1234, "pointing_vs_centre_hi": 0.6544},
             {"model": "cam-resnet18", "epoch": 2, "top1": 11 / 12, "top5": 1.0, "pointing": 0.7777,
              "centre_pointing": 0.2222, "energy_in_box": 0.8888, "energy_centre": 0.4444, "energy_uniform": 0.5555},
         ],
@@ -755,8 +756,13 @@ def test_layers_page_and_data(site: Path) -> None:
 def test_compare_page_maps_peaks_and_numbers(site: Path) -> None:
     p = page(site / "compare.html")
     rows = p.tables["compare-table"]
-    assert rows[1] == ["edvis-resnet18 (paper)", "3", "75.00%", "91.67%", "61.11%", "22.22%", "33.33%", "44.44%", "55.55%"]
-    assert rows[2] == ["cam-resnet18", "2", "91.67%", "100.00%", "77.77%", "22.22%", "88.88%", "44.44%", "55.55%"]
+    assert rows[1] == ["edvis-resnet18 (paper)", "3", "75.00%", "91.67%", "61.11%", "22.22%", "+12.34 to +65.44 pts",
+                       "33.33%", "44.44%", "55.55%"]
+    # the compared run's interval comes from its own store (no hand value): a range within ±100 pts
+    lo, hi = (float(v.replace("−", "-")) for v in re.fullmatch(r"(\S+) to (\S+) pts", rows[2][6]).groups())
+    assert -100 <= lo <= hi <= 100
+    assert rows[2][:6] + rows[2][7:] == ["cam-resnet18", "2", "91.67%", "100.00%", "77.77%", "22.22%", "88.88%", "44.44%",
+                                         "55.55%"]
     cam = [c for c in p.canvases if c["data-src"] == "compare-b"]
     assert cam and all(c.get("data-box") for c in cam)  # only images with a box
     for c in cam:

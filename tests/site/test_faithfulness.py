@@ -248,3 +248,26 @@ def test_pages_without_methods_have_no_methods_section(runs: dict[str, Path], tm
     out = quick_build(Path(shutil.copytree(runs["run"], tmp_path / "run")), tmp_path / "site").parent
     assert '<section id="methods">' not in (out / "galleries.html").read_text(encoding="utf-8")
     assert not list((out / "data").glob("*-m8.js"))
+
+
+def test_with_paired_intervals_a_measure_is_better_only_when_its_interval_excludes_zero() -> None:
+    from edvis.site.faithfulness import verdict_sentence
+
+    refs = {"centre": {"deletion_auc": 0.172, "insertion_auc": 0.300},
+            "random": {"deletion_auc": 0.267, "insertion_auc": 0.268}}
+    row = {"deletion_auc": 0.170, "insertion_auc": 0.314,
+           # against the centre: deletion straddles 0 (a tie), insertion above 0 (better)
+           "deletion_vs_centre": -0.002, "deletion_vs_centre_lo": -0.007, "deletion_vs_centre_hi": 0.003,
+           "insertion_vs_centre": 0.014, "insertion_vs_centre_lo": 0.009, "insertion_vs_centre_hi": 0.019,
+           "deletion_vs_random": -0.097, "deletion_vs_random_lo": -0.11, "deletion_vs_random_hi": -0.08,
+           "insertion_vs_random": 0.046, "insertion_vs_random_lo": 0.03, "insertion_vs_random_hi": 0.06}
+    text = verdict_sentence("model", row, refs, 12)
+    assert ("against the centre prior (deletion 0.172, insertion 0.300), paired over the images both cover: "
+            "deletion −0.002 (95% interval −0.007 to +0.003, no clear difference) and insertion +0.014 "
+            "(95% interval +0.009 to +0.019, better)") in text
+    assert "deletion −0.097 (95% interval −0.110 to −0.080, better)" in text
+    assert text.endswith("it does not beat both references on both measures.")
+    wins = {**row, "deletion_vs_centre_hi": -0.001}
+    assert verdict_sentence("model", wins, refs, 12).endswith("it beats both references on both measures.")
+    worse = {**row, "insertion_vs_centre": -0.02, "insertion_vs_centre_lo": -0.03, "insertion_vs_centre_hi": -0.01}
+    assert "(95% interval −0.030 to −0.010, worse)" in verdict_sentence("model", worse, refs, 12)
