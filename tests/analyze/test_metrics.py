@@ -348,3 +348,14 @@ def test_parity_share_by_hand():
     # Pooled over maps by energy: the checkerboard (energy 4) and the ramp (20): (4 + 4) / 24.
     assert parity_share(np.stack([checker, ramp])) == pytest.approx(8 / 24)
     assert np.isnan(parity_share(np.zeros((2, 4, 4))))
+
+
+def test_paired_interval_agrees_with_a_bootstrap_of_the_same_differences():
+    # An independent estimate: the 2.5% and 97.5% percentiles of 4000 resampled means.
+    rng = np.random.default_rng(3)
+    diff = rng.normal(0.01, 0.04, 500) + (rng.random(500) < 0.1) * 0.1  # skewed, like AUC differences
+    means = diff[rng.integers(0, len(diff), (4000, len(diff)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    mean, got_lo, got_hi = paired_interval(diff)
+    assert mean == pytest.approx(diff.mean())
+    assert abs(got_lo - lo) < 0.05 * (hi - lo) and abs(got_hi - hi) < 0.05 * (hi - lo)
