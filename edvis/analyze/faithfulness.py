@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from edvis.analyze.metrics import class_means, nanmean, paired_interval
+from edvis.analyze.metrics import REFERENCE_MAPS, class_means, nanmean, paired_interval
 from edvis.analyze.outputs import _clean_record, _csv, _num
 
 CSV_NAME = "faithfulness.csv"
-REFERENCE_METHODS = ("centre", "random")
-VERSUS = tuple(f"{k}_vs_{r}{b}" for r in REFERENCE_METHODS for k in ("deletion", "insertion") for b in ("", "_lo", "_hi"))
+VERSUS = tuple(f"{k}_vs_{r}{b}" for r in REFERENCE_MAPS for k in ("deletion", "insertion") for b in ("", "_lo", "_hi"))
 CSV_COLUMNS = ("setting", "epoch", "method", "images", "covered", "deletion_auc", "insertion_auc", "average_drop",
                "increase", *VERSUS)
 REFERENCES = {
@@ -85,8 +84,8 @@ def method_rows(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> list[dic
                "insertion_auc": nanmean(aucs["insertion"][m][cov]),
                "average_drop": average_drop(arrays["full"][cov], arrays["masked"][m][cov]),
                "increase": increase(arrays["full"][cov], arrays["masked"][m][cov])}
-        for ref in REFERENCE_METHODS:
-            if method in REFERENCE_METHODS or ref not in methods:
+        for ref in REFERENCE_MAPS:
+            if method in REFERENCE_MAPS or ref not in methods:
                 continue
             r = methods.index(ref)
             for k in ("deletion", "insertion"):  # NaN where either leaves the image out

@@ -109,6 +109,11 @@ def energy_share(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
+# The reference map sources of the faithfulness measures (edvis.faithfulness names them so in its
+# files): every other method is compared with them.
+REFERENCE_MAPS = ("centre", "random")
+
+
 def centre_prior(size: int, sigma: float = CENTRE_SIGMA) -> np.ndarray:
     """(size, size) isotropic Gaussian centred on the image, standard deviation
     ``sigma · size`` pixels: the map of a model that always looks at the middle."""

@@ -28,9 +28,9 @@ def localisation_cells(m: dict[str, Any] | None) -> list[str]:
     """A model's localisation numbers from analysis.json, in the order the tables show them; after
     the centre baseline, the 95% interval of pointing − centre (from "+1.20 to +5.60 pts")."""
     cells = [pct((m or {}).get(key)) for key in LOCALISATION]
-    lo, hi = ((m or {}).get(f"pointing_vs_centre_{b}") for b in ("lo", "hi"))
-    interval = f"{pts(lo)} to {pts(hi)}".replace(" pts to", " to") if pts(lo) != MISSING and pts(hi) != MISSING else MISSING
-    return cells[:2] + [interval.replace("-", "−")] + cells[2:]
+    lo, hi = (pts((m or {}).get(f"pointing_vs_centre_{b}")) for b in ("lo", "hi"))
+    interval = MISSING if MISSING in (lo, hi) else f"{lo.removesuffix(' pts')} to {hi}".replace("-", "−")
+    return cells[:2] + [interval] + cells[2:]
 
 
 def compare_page(src: Sources, a: Model, others: list[Model]) -> ComparePage:

@@ -15,13 +15,14 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from edvis.analyze.metrics import REFERENCE_MAPS
 from edvis.site.text import MISSING, num
 from edvis.site.views import ClassRef, Slider
 
 if TYPE_CHECKING:
     from edvis.site.sources import Sources
 
-REFERENCES = ("centre", "random")
+REFERENCES = REFERENCE_MAPS
 LABELS = {
     "model": "the model's own maps", "own": "the model's own maps", "centre": "centre prior", "random": "random order",
     "gradcam": "Grad-CAM",
