@@ -64,7 +64,7 @@ def _store(root: Path, maps: np.ndarray, probs: np.ndarray, files: list[str] | N
 
 
 def test_compare_stores_passes_equal_stores_and_fails_each_kind_of_mismatch(tmp_path: Path):
-    from edvis.cli.gpu_check import compare_stores
+    from edvis.cli import compare_stores
 
     rng = np.random.default_rng(0)
     maps = rng.uniform(0, 4, (10, 4, 4))

@@ -31,7 +31,7 @@ from edvis.cli.args import (
     number,
     pick_device,
 )
-from edvis.cli.gpu_check import add_gpu_check
+from edvis.cli.gpu_check import add_gpu_check, compare_stores
 from edvis.cli.measures import add_explain, add_faithfulness
 from edvis.errors import EdvisError, UsageError
 from edvis.run.lock import writer_lock
@@ -476,8 +476,8 @@ def os_error_line(e: OSError) -> str:
     return f"{paths}: {what}" if paths else what
 
 
-__all__ = ["COUNT", "DEFAULT_PERTURBATIONS", "DEFAULT_RUN", "FRACTION", "POSITIVE", "SEED", "build_parser", "main",
-           "number", "os_error_line", "pick_device", "run_guarded", "setup_logging"]
+__all__ = ["COUNT", "DEFAULT_PERTURBATIONS", "DEFAULT_RUN", "FRACTION", "POSITIVE", "SEED", "build_parser",
+           "compare_stores", "main", "number", "os_error_line", "pick_device", "run_guarded", "setup_logging"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ build.py            build_site: read, make, write
 from edvis.site import picks, plots
 from edvis.site.build import build_site, write_site
 from edvis.site.classes import choose_timeline
+from edvis.site.faithfulness import verdict_sentence
 from edvis.site.read_store import normalise_maps
 from edvis.site.site_error import SiteError
 from edvis.site.sources import read_sources
@@ -36,5 +37,5 @@ from edvis.site.writing import js_json
 
 __all__ = [
     "SiteError", "build_site", "choose_timeline", "js_json", "normalise_maps", "picks", "plots", "read_sources",
-    "setting_slug", "slugify", "try_epochs", "write_site",
+    "setting_slug", "slugify", "try_epochs", "verdict_sentence", "write_site",
 ]

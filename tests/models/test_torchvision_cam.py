@@ -165,7 +165,7 @@ class _FunctionalDropoutNet(nn.Module):
 
 
 def test_a_functional_dropout_in_the_head_is_applied_in_training_and_not_in_eval():
-    from edvis.models.torchvision_cam import TorchvisionCam
+    from edvis.models import TorchvisionCam
 
     torch.manual_seed(0)
     config = ModelConfig(name="torchvision:resnet18", num_classes=4, image_size=32)

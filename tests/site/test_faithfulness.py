@@ -251,7 +251,7 @@ def test_pages_without_methods_have_no_methods_section(runs: dict[str, Path], tm
 
 
 def test_with_paired_intervals_a_measure_is_better_only_when_its_interval_excludes_zero() -> None:
-    from edvis.site.faithfulness import verdict_sentence
+    from edvis.site import verdict_sentence
 
     refs = {"centre": {"deletion_auc": 0.172, "insertion_auc": 0.300},
             "random": {"deletion_auc": 0.267, "insertion_auc": 0.268}}

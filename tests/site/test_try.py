@@ -95,9 +95,9 @@ def test_every_validation_image_is_on_a_sprite_cell_with_the_renderers_pixels(bu
 @needs_runtime
 def test_images_larger_than_a_sprite_cell_come_from_full_size_sheets_of_their_own(tmp_path: Path) -> None:
     # At 160 px the class sheets hold 128-px reductions; the page's cells must be the renderer's pixels.
-    from edvis.site.trypage import LARGE_PER_CLASS
     from tests.conftest import make_rendered_run
 
+    large_per_class = 3  # docs/site.md: the first three validation images of each class
     run = make_rendered_run(tmp_path, classes=2, val_per_class=5, perturbations=(), image_size=160)
     out = tmp_path / "site"
     build(run, out)
@@ -107,10 +107,10 @@ def test_images_larger_than_a_sprite_cell_come_from_full_size_sheets_of_their_ow
     assert data["image_size"] == 160 and sorted(data["classes"]) == ["0", "1"]
     for c, entry in data["classes"].items():
         assert entry["sprite"] == f"data/try-{int(c):03d}.png"
-        assert entry["cells"] == [i for i, label in enumerate(labels) if label == int(c)][:LARGE_PER_CLASS]
+        assert entry["cells"] == [i for i, label in enumerate(labels) if label == int(c)][:large_per_class]
         with Image.open(out / entry["sprite"]) as sheet:
             pixels = np.asarray(sheet.convert("RGB"))
-        assert pixels.shape == (160, 160 * LARGE_PER_CLASS, 3)
+        assert pixels.shape == (160, 160 * large_per_class, 3)
         for cell, i in enumerate(entry["cells"]):  # as try.js reads them: cells of image_size px
             r, col = divmod(cell, data["columns"])
             got = pixels[r * 160:(r + 1) * 160, col * 160:(col + 1) * 160]
@@ -124,7 +124,7 @@ def test_images_larger_than_a_sprite_cell_come_from_full_size_sheets_of_their_ow
         assert np.abs(cells[:, cell * 128:(cell + 1) * 128] - want).mean() < 3.0, files[i]
     assert not (out / "data" / "000.png").exists()
     assert 'src="../data/000.jpg"' in next((out / "classes").glob("000-*.html")).read_text()
-    assert f"offers the first {LARGE_PER_CLASS} validation images of each class" in (out / "try.html").read_text()
+    assert f"offers the first {large_per_class} validation images of each class" in (out / "try.html").read_text()
 
 
 def test_try_epochs_none_builds_no_page(rendered_run: Path, tmp_path: Path) -> None:
