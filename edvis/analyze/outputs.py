@@ -50,13 +50,14 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "corruption.csv": ("epoch", "kind", "severities", "mean_error", "clean_error", "relative_ce"),
     "localisation.csv": ("model", "epoch", "images", "top1", "top5", "pointing", "centre_pointing",
                          "energy_in_box", "energy_centre", "energy_uniform", "pointing_vs_centre_lo",
-                         "pointing_vs_centre_hi"),
+                         "pointing_vs_centre_hi", "small_images", "pointing_small", "centre_pointing_small"),
 }
 # Per-class metrics kept per (setting, epoch); the shift metrics only for perturbed settings.
 CLASS_METRICS = ("top1", "top5", "similarity", "top1_drop", "flip_rate", "p_true_change", "map_corr")
 SHIFT_METRICS = ("top1_drop", "flip_rate", "p_true_change", "map_corr")
 LOC_METRICS = ("pointing", "centre_pointing", "energy_in_box", "energy_centre", "energy_uniform",
-               "pointing_vs_centre_lo", "pointing_vs_centre_hi")
+               "pointing_vs_centre_lo", "pointing_vs_centre_hi", "small_images", "pointing_small",
+               "centre_pointing_small")
 BIN_FIELDS = ("bin", "lower", "upper", "count", "accuracy", "confidence")
 PAIR_FIELDS = ("a_as_b", "b_as_a", "total", "images_a_as_b", "images_b_as_a")
 

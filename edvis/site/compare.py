@@ -26,11 +26,15 @@ LOCALISATION = ("pointing", "centre_pointing", "energy_in_box", "energy_centre",
 
 def localisation_cells(m: dict[str, Any] | None) -> list[str]:
     """A model's localisation numbers from analysis.json, in the order the tables show them; after
-    the centre baseline, the 95% interval of pointing − centre (from "+1.20 to +5.60 pts")."""
-    cells = [pct((m or {}).get(key)) for key in LOCALISATION]
-    lo, hi = (pts((m or {}).get(f"pointing_vs_centre_{b}")) for b in ("lo", "hi"))
+    the centre baseline, the 95% interval of pointing − centre (from "+1.20 to +5.60 pts"); last,
+    the pointing game and the centre's on small objects, the first with their count."""
+    m = m or {}
+    cells = [pct(m.get(key)) for key in LOCALISATION]
+    lo, hi = (pts(m.get(f"pointing_vs_centre_{b}")) for b in ("lo", "hi"))
     interval = MISSING if MISSING in (lo, hi) else f"{lo.removesuffix(' pts')} to {hi}".replace("-", "−")
-    return cells[:2] + [interval] + cells[2:]
+    small, n = pct(m.get("pointing_small")), m.get("small_images")
+    small = f"{small} of {n:,}" if small != MISSING and isinstance(n, int) else small
+    return cells[:2] + [interval] + cells[2:] + [small, pct(m.get("centre_pointing_small"))]
 
 
 def compare_page(src: Sources, a: Model, others: list[Model]) -> ComparePage:

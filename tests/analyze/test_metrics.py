@@ -359,3 +359,25 @@ def test_paired_interval_agrees_with_a_bootstrap_of_the_same_differences():
     mean, got_lo, got_hi = paired_interval(diff)
     assert mean == pytest.approx(diff.mean())
     assert abs(got_lo - lo) < 0.05 * (hi - lo) and abs(got_hi - hi) < 0.05 * (hi - lo)
+
+
+def test_small_object_pointing_counts_only_boxes_under_a_quarter_of_the_image():
+    # 8 × 8 maps on 64 px: a single hot cell (r, c) upsamples to a peak at about (8c + 3.5, 8r + 3.5).
+    maps = np.zeros((4, 8, 8))
+    maps[0, 0, 0] = 1  # peak near (3, 3)
+    maps[1, 0, 0] = 1
+    maps[2, 4, 4] = 1  # peak near (35, 35)
+    maps[3, 4, 4] = 1
+    boxes = np.array([
+        [0, 0, 15, 15],    # 256 px of 4096: small; the map hits, the centre (32, 32) misses
+        [40, 40, 55, 55],  # small; both miss
+        [24, 24, 39, 39],  # small (256 px); both hit
+        [0, 0, 63, 32],    # 64 × 33 px, about half the image: not small; the map misses, the centre hits
+    ])
+    r = localisation(maps, boxes, 64)
+    assert r["small_images"] == 3
+    assert r["pointing_small"] == pytest.approx(2 / 3)
+    assert r["centre_pointing_small"] == pytest.approx(1 / 3)
+    # exactly a quarter of the image is not small
+    assert localisation(maps[:1], np.array([[0, 0, 31, 31]]), 64)["small_images"] == 0
+    assert np.isnan(localisation(maps[:1], np.array([[0, 0, 31, 31]]), 64)["pointing_small"])

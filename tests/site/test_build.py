@@ -179,7 +179,8 @@ def analysis_json(epochs: list[int]) -> dict:
         "models": [
             {"model": "edvis-resnet18 (paper)", "epoch": 3, "top1": 0.75, "top5": 11 / 12, "pointing": 0.6111,
              "centre_pointing": 0.2222, "energy_in_box": 0.3333, "energy_centre": 0.4444, "energy_uniform": 0.5555,
-             "pointing_vs_centre_lo": 0.1234, "pointing_vs_centre_hi": 0.6544},
+             "pointing_vs_centre_lo": 0.1234, "pointing_vs_centre_hi": 0.6544, "small_images": 1234,
+             "pointing_small": 0.4321, "centre_pointing_small": 0.1111},
             {"model": "cam-resnet18", "epoch": 2, "top1": 11 / 12, "top5": 1.0, "pointing": 0.7777,
              "centre_pointing": 0.2222, "energy_in_box": 0.8888, "energy_centre": 0.4444, "energy_uniform": 0.5555},
         ],
@@ -757,12 +758,12 @@ def test_compare_page_maps_peaks_and_numbers(site: Path) -> None:
     p = page(site / "compare.html")
     rows = p.tables["compare-table"]
     assert rows[1] == ["edvis-resnet18 (paper)", "3", "75.00%", "91.67%", "61.11%", "22.22%", "+12.34 to +65.44 pts",
-                       "33.33%", "44.44%", "55.55%"]
+                       "33.33%", "44.44%", "55.55%", "43.21% of 1,234", "11.11%"]
     # the compared run's interval comes from its own store (no hand value): a range within ±100 pts
     lo, hi = (float(v.replace("−", "-")) for v in re.fullmatch(r"(\S+) to (\S+) pts", rows[2][6]).groups())
     assert -100 <= lo <= hi <= 100
     assert rows[2][:6] + rows[2][7:] == ["cam-resnet18", "2", "91.67%", "100.00%", "77.77%", "22.22%", "88.88%", "44.44%",
-                                         "55.55%"]
+                                         "55.55%", "—", "—"]  # a record from before the small-object columns
     cam = [c for c in p.canvases if c["data-src"] == "compare-b"]
     assert cam and all(c.get("data-box") for c in cam)  # only images with a box
     for c in cam:
@@ -1022,3 +1023,10 @@ def test_js_json_cannot_close_a_script() -> None:
     text = js_json({"name": "</script><!-- & é"})
     assert "<" not in text and ">" not in text and "&" not in text and text.isascii()
     assert json.loads(text) == {"name": "</script><!-- & é"}
+
+
+def test_index_localisation_table_has_the_small_object_pointing_games(site: Path) -> None:
+    rows = page(site / "index.html").tables["localisation-table"]
+    assert rows[0][-2:] == ["Pointing, small objects", "Centre, small objects"]
+    assert rows[1] == ["edvis-resnet18 (paper)", "3", "61.11%", "22.22%", "+12.34 to +65.44 pts", "33.33%", "44.44%",
+                       "55.55%", "43.21% of 1,234", "11.11%"]
