@@ -66,7 +66,21 @@ def measure(run: Path) -> dict:
     return {"epoch": loc["epoch"], "map": side, "top1": loc["top1"], "pointing": loc["pointing"],
             "centre_pointing": loc["centre_pointing"], "energy": loc["energy_in_box"], "centre_energy": loc["energy_centre"],
             "uniform_energy": loc["energy_uniform"], "pattern_share": share, "parity_share": parity,
-            **{f"{k}_{m}": rows[m][f"{k}_auc"] for m in ("model", "centre") for k in ("deletion", "insertion")}}
+            "small_images": loc.get("small_images"), "pointing_small": loc.get("pointing_small"),
+            "centre_pointing_small": loc.get("centre_pointing_small"),
+            **{f"{k}_{m}": rows[m][f"{k}_auc"] for m in ("model", "centre") for k in ("deletion", "insertion")},
+            **{f"{k}_vs_centre{b}": rows["model"].get(f"{k}_vs_centre{b}")
+               for k in ("deletion", "insertion") for b in ("", "_lo", "_hi")}}
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _diff(r: dict, k: str) -> str:
+    """The model's AUC minus the centre prior's, with its paired 95% interval, when recorded."""
+    d, lo, hi = (r.get(f"{k}_vs_centre{b}") for b in ("", "_lo", "_hi"))
+    return "—" if None in (d, lo, hi) else f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
 
 
 def tiny_subset(src: Path, out: Path, per_class: int) -> Path:
@@ -106,17 +120,20 @@ def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int
 
 def table(rows: list[dict]) -> str:
     head = ("| data | stem | decoder | maps | epochs | top-1 | pointing (centre) | energy in box (centre, uniform) | "
-            "fixed-pattern share | parity share | deletion AUC (centre) | insertion AUC (centre) | train s (wall) |\n"
-            + "| --- " * 13 + "|")
+            "small objects: pointing (centre) | fixed-pattern share | parity share | deletion AUC (centre) | "
+            "deletion − centre (95%) | insertion AUC (centre) | insertion − centre (95%) | train s (wall) |\n"
+            + "| --- " * 16 + "|")
     lines = [head]
     for r in rows:
         flags = f" `{r['flags']}`" if r.get("flags") else ""
         lines.append(f"| {r['data']} | `{r['stem']}` | `{r['decoder']}`{flags} | {r['map']}×{r['map']} | {r['epochs']} | "
                      f"{r['top1']:.3f} | {r['pointing']:.3f} ({r['centre_pointing']:.3f}) | "
-                     f"{r['energy']:.3f} ({r['centre_energy']:.3f}, {r['uniform_energy']:.3f}) | {r['pattern_share']:.3f} | "
+                     f"{r['energy']:.3f} ({r['centre_energy']:.3f}, {r['uniform_energy']:.3f}) | "
+                     f"{_num(r.get('pointing_small'))} ({_num(r.get('centre_pointing_small'))}) | {r['pattern_share']:.3f} | "
                      f"{r['parity_share']:.3f} | "
-                     f"{r['deletion_model']:.3f} ({r['deletion_centre']:.3f}) | "
-                     f"{r['insertion_model']:.3f} ({r['insertion_centre']:.3f}) | {r['seconds']['train']:.0f} |")
+                     f"{r['deletion_model']:.3f} ({r['deletion_centre']:.3f}) | {_diff(r, 'deletion')} | "
+                     f"{r['insertion_model']:.3f} ({r['insertion_centre']:.3f}) | {_diff(r, 'insertion')} | "
+                     f"{r['seconds']['train']:.0f} |")
     return "\n".join(lines)
 
 
