@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from edvis.analyze.metrics import REFERENCE_MAPS, class_means, nanmean, paired_interval
+from edvis.analyze.metrics import class_means, nanmean, paired_interval
 from edvis.analyze.outputs import _clean_record, _csv, _num
+from edvis.run import REFERENCE_MAPS
 
 CSV_NAME = "faithfulness.csv"
 VERSUS = tuple(f"{k}_vs_{r}{b}" for r in REFERENCE_MAPS for k in ("deletion", "insertion") for b in ("", "_lo", "_hi"))

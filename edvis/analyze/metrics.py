@@ -109,11 +109,6 @@ def energy_share(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-# The reference map sources of the faithfulness measures (edvis.faithfulness names them so in its
-# files): every other method is compared with them.
-REFERENCE_MAPS = ("centre", "random")
-
-
 def centre_prior(size: int, sigma: float = CENTRE_SIGMA) -> np.ndarray:
     """(size, size) isotropic Gaussian centred on the image, standard deviation
     ``sigma · size`` pixels: the map of a model that always looks at the middle."""
@@ -176,8 +171,8 @@ def localisation(maps: np.ndarray, boxes: np.ndarray, size: int, chunk: int = 25
         "pointing_vs_centre_lo": lo,
         "pointing_vs_centre_hi": hi,
         "small_images": int(small.sum()),
-        "pointing_small": float(hits[small].mean()) if small.any() else float("nan"),
-        "centre_pointing_small": float(centre_hits[small].mean()) if small.any() else float("nan"),
+        "pointing_small": nanmean(hits[small]),  # NaN when no box is small
+        "centre_pointing_small": nanmean(centre_hits[small]),
     }
 
 

@@ -23,10 +23,10 @@ from edvis.faithfulness.cells import (
     step_counts,
 )
 from edvis.faithfulness.measure import Curves, measure, softmax_true
-from edvis.faithfulness.stage import FORMAT, REFERENCES, FaithfulnessError, faithfulness_run, read_meta
+from edvis.faithfulness.stage import FORMAT, FaithfulnessError, faithfulness_run, read_meta
 
 __all__ = [
-    "FORMAT", "REFERENCES", "Curves", "FaithfulnessError", "ad_masks", "blur_ksize", "blur_sigma", "blurred",
+    "FORMAT", "Curves", "FaithfulnessError", "ad_masks", "blur_ksize", "blur_sigma", "blurred",
     "centre_map", "centre_order", "compose", "faithfulness_run", "map_order", "masked_images", "measure",
     "order_map", "random_order", "ranks_of", "read_meta", "resize_bilinear", "softmax_true",
     "step_counts",

@@ -56,12 +56,11 @@ from edvis.faithfulness.cells import (
     step_counts,
 )
 from edvis.faithfulness.measure import Curves, measure
-from edvis.run import RenderStore, Run, RunError, StoreError, Unit, digest, same_validation_set, select_epochs
+from edvis.run import REFERENCE_MAPS, RenderStore, Run, RunError, StoreError, Unit, digest, same_validation_set, select_epochs
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # of the files written; files of another format are measured again
-REFERENCES = ("centre", "random")
 PROVIDERS = ("auto", "cpu", "cuda")
 DEFAULT_BATCH = {"CPUExecutionProvider": 256, "CUDAExecutionProvider": 2048}
 REMEASURE = "run `edvis faithfulness` to measure it again"
@@ -88,7 +87,7 @@ def _sources(run: Run, store: RenderStore, unit: Unit) -> dict[str, tuple[Render
         raise StoreError(f"render unit missing: {store.path(unit)} (run `edvis render` with that setting)")
     out = {"model": (store, store.path(unit))}
     for folder in sorted(p for p in (run.root / "explain").glob("*") if p.is_dir()):
-        if folder.name in out or folder.name in REFERENCES:
+        if folder.name in out or folder.name in REFERENCE_MAPS:
             raise FaithfulnessError(f"{folder}: an explanation method may not be called {folder.name!r}")
         explain = RenderStore(folder)
         if explain.path(unit).is_file():
@@ -105,7 +104,7 @@ def _plan(run: Run, store: RenderStore, params: dict[str, Any], epochs: list[int
             sources = _sources(run, store, unit)
             render_meta = store.meta(unit) or {}
             meta = {**params, "format": FORMAT, "setting": setting, "epoch": epoch, "onnx_sha256": shas[epoch],
-                    "render_seed": render_meta.get("seed", 0), "methods": [*sources, *REFERENCES],
+                    "render_seed": render_meta.get("seed", 0), "methods": [*sources, *REFERENCE_MAPS],
                     "sources": {m: digest.recorded_digest(p) for m, (_, p) in sources.items()}}
             path = run.faithfulness_dir / setting / f"epoch_{epoch:03d}.npz"
             tasks.append(_Task(unit, path, sources, meta))

@@ -33,6 +33,9 @@ _EPOCH_FILE = re.compile(r"^epoch_(\d{3,})\.(pt|onnx)$")
 RUN_SCHEMA = 1
 # The precisions a run's ONNX files may come in; fp32 is what `edvis export` writes.
 PRECISIONS = ("fp32", "fp16", "int8")
+# The reference map sources of the faithfulness measures, beside the model and the explanation
+# methods in faithfulness_dir: every other source is compared with them.
+REFERENCE_MAPS = ("centre", "random")
 
 
 class RunError(EdvisError):

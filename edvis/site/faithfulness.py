@@ -15,14 +15,13 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edvis.analyze.metrics import REFERENCE_MAPS
+from edvis.run import REFERENCE_MAPS
 from edvis.site.text import MISSING, num
 from edvis.site.views import ClassRef, Slider
 
 if TYPE_CHECKING:
     from edvis.site.sources import Sources
 
-REFERENCES = REFERENCE_MAPS
 LABELS = {
     "model": "the model's own maps", "own": "the model's own maps", "centre": "centre prior", "random": "random order",
     "gradcam": "Grad-CAM",
@@ -178,8 +177,8 @@ def sanity_view(src: Sources) -> SanityView | None:
 def _ordered(methods: list[str]) -> list[str]:
     """The model's own maps first, the references last, the methods between in their order."""
     own = [m for m in methods if m == "model"]
-    refs = [m for m in REFERENCES if m in methods]
-    return own + [m for m in methods if m != "model" and m not in REFERENCES] + refs
+    refs = [m for m in REFERENCE_MAPS if m in methods]
+    return own + [m for m in methods if m != "model" and m not in REFERENCE_MAPS] + refs
 
 
 def method_rows(rows: list[dict[str, Any]], epoch: int, methods: list[str]) -> list[MethodRow]:
@@ -193,8 +192,8 @@ def method_rows(rows: list[dict[str, Any]], epoch: int, methods: list[str]) -> l
         cells = [num(r.get("deletion_auc"), ".3f"), num(r.get("insertion_auc"), ".3f"),
                  num(r.get("average_drop"), ".1f"), num(r.get("increase"), ".1f")]
         covered = f"{r.get('covered', MISSING)} of {r.get('images', MISSING)}"
-        verdict = "" if m in REFERENCES else verdict_sentence(m, r, {k: at[k] for k in REFERENCES if k in at}, epoch)
-        out.append(MethodRow(m, method_label(m), cells, covered, m in REFERENCES, verdict))
+        verdict = "" if m in REFERENCE_MAPS else verdict_sentence(m, r, {k: at[k] for k in REFERENCE_MAPS if k in at}, epoch)
+        out.append(MethodRow(m, method_label(m), cells, covered, m in REFERENCE_MAPS, verdict))
     return out
 
 

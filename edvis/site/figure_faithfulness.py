@@ -9,12 +9,13 @@ from typing import Any
 
 import matplotlib
 
+from edvis.run import REFERENCE_MAPS
 from edvis.site import plots
-from edvis.site.faithfulness import REFERENCES, method_label
+from edvis.site.faithfulness import method_label
 
 
 def _style_of(k: int, method: str) -> dict[str, Any]:
-    if method in REFERENCES:
+    if method in REFERENCE_MAPS:
         return {"color": "#777777", "ls": "--" if method == "centre" else ":", "lw": 1.4}
     return {"color": plots.OKABE_ITO[k % len(plots.OKABE_ITO)], "ls": "-", "lw": 2.2 if method == "model" else 1.3}
 
