@@ -120,15 +120,22 @@ def test_site_bad_seed_and_missing_compare_run(tmp_path):
 
 def test_the_decoder_variant_follows_the_recipe_unless_given(tmp_path):
     data = write_dataset(tmp_path / "data", classes=2, seed=0, train_per_class=2, val_per_class=1)
-    cases = {"demo": ([], "paper"), "author": (["--recipe", "author"], "author"),
+    cases = {"demo": ([], "paper"), "photo": (["--recipe", "photo"], "paper"), "author": (["--recipe", "author"], "author"),
              "override": (["--recipe", "author", "--variant", "paper"], "paper")}
+    configs = {}
     for name, (flags, variant) in cases.items():
         run = tmp_path / name
         r = _edvis("train", "--data", str(data), "--run", str(run), "--device", "cpu", "--epochs", "1", "--workers", "0",
                    *flags)
         assert r.returncode == 0, r.stderr
         assert f"variant={variant}," in r.stderr
-        assert json.loads((run / "config.json").read_text())["model"]["variant"] == variant, name
+        configs[name] = json.loads((run / "config.json").read_text())
+        assert configs[name]["model"]["variant"] == variant, name
+    # The photo recipe is the demo's without the quarter mosaics (docs/training.md).
+    demo, photo = configs["demo"]["train"], configs["photo"]["train"]
+    assert (demo["mosaic"], photo["mosaic"]) == (0.8, 0.0)
+    assert {k: v for k, v in photo.items() if k not in ("recipe", "mosaic")} == \
+        {k: v for k, v in demo.items() if k not in ("recipe", "mosaic")}
 
 
 def test_mosaic_trains_a_model_whose_maps_have_an_odd_side(tmp_path):
