@@ -3,12 +3,13 @@
 deletion/insertion against the centre prior. Too long for `make bench`; run it on its own:
 
     python tests/bench/stems.py --out /tmp/stems [--embedded data/embedded]
-        [--tiny ../shared/data/tiny-imagenet-200-subset20] [--tiny-per-class 100]
-        [--configs paper/transposed,nopool/resize,...] [--epochs-embedded 3] [--epochs-tiny 3] [--images 64]
-        [--train-flags "--mosaic 0"]
+        [--tiny ../shared/data/tiny-imagenet-200-subset20] [--tiny-per-class 100] [--tiny-classes 0:8]
+        [--configs paper/transposed,nopool/resize,nopool/cam,...] [--epochs-embedded 3] [--epochs-tiny 3]
+        [--images 64] [--train-flags "--mosaic 0"]
 
 Each configuration is one run folder OUT/<dataset>-<stem>-<decoder>, trained with the demo recipe
-(seed 0) for the epochs given, then exported, rendered (clean images only), measured by
+(seed 0) for the epochs given; a configuration ``STEM/cam`` is the CAM baseline
+(``--model cam-resnet18``) with that stem, which has no decoder, then exported, rendered (clean images only), measured by
 ``edvis faithfulness`` at its last epoch (``--images`` validation images) and analysed, exactly as
 the ``edvis`` verbs do it. Every stage skips what is done, so an interrupted run resumes.
 The fixed-pattern and parity shares are ``edvis.analyze.metrics.fixed_pattern_share`` and
@@ -83,30 +84,41 @@ def _diff(r: dict, k: str) -> str:
     return "—" if None in (d, lo, hi) else f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
 
 
-def tiny_subset(src: Path, out: Path, per_class: int) -> Path:
-    """A copy of ``src`` (Tiny ImageNet layout) with the first ``per_class`` training images of each
-    class by file name, and all of its validation images; made once, left alone when there."""
+def tiny_subset(src: Path, out: Path, per_class: int, classes: slice = slice(None)) -> Path:
+    """A copy of ``src`` (Tiny ImageNet layout) with the classes ``classes`` picks from its
+    wnids.txt (in that file's order), the first ``per_class`` training images of each by file name
+    (0: all of them), and those classes' validation images with their annotations; made once, left
+    alone when there."""
     if (out / "wnids.txt").exists():
         return out
+    wnids = (src / "wnids.txt").read_text().split()[classes]
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "train").mkdir(parents=True)
-    shutil.copytree(src / "val", tmp / "val")
+    (tmp / "val" / "images").mkdir(parents=True)
     shutil.copy(src / "words.txt", tmp / "words.txt")
-    for wnid in (src / "wnids.txt").read_text().split():
+    kept = [line for line in (src / "val" / "val_annotations.txt").read_text().splitlines()
+            if line.split("\t")[1] in wnids]
+    for line in kept:
+        shutil.copy(src / "val" / "images" / line.split("\t")[0], tmp / "val" / "images")
+    (tmp / "val" / "val_annotations.txt").write_text("".join(f"{line}\n" for line in kept))
+    for wnid in wnids:
+        shutil.copytree(src / "train" / wnid, tmp / "train" / wnid, ignore=shutil.ignore_patterns("images"))
         images = tmp / "train" / wnid / "images"
-        images.mkdir(parents=True)
-        for f in sorted((src / "train" / wnid / "images").iterdir())[:per_class]:
+        images.mkdir()
+        files = sorted((src / "train" / wnid / "images").iterdir())
+        for f in files[:per_class] if per_class else files:
             shutil.copy(f, images / f.name)
-    shutil.copy(src / "wnids.txt", tmp / "wnids.txt")  # last: marks the copy complete
+    (tmp / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))  # last: marks the copy complete
     tmp.rename(out)
     return out
 
 
 def one(data: Path, run: Path, stem: str, decoder: str, epochs: int, images: int, flags: list[str]) -> dict:
     r = str(run)
+    model = ["--model", "cam-resnet18"] if decoder == "cam" else ["--decoder", decoder]
     seconds = {"train": _stage(["train", "--data", str(data), "--run", r, "--epochs", str(epochs), "--stem", stem,
-                                "--decoder", decoder, *flags])}
+                                *model, *flags])}
     seconds["export"] = _stage(["export", "--run", r])
     seconds["render"] = _stage(["render", "--run", r, "--provider", "cpu", "--perturbations"])
     seconds["faithfulness"] = _stage(["faithfulness", "--run", r, "--epochs", "last", "--images", str(images),
@@ -147,6 +159,8 @@ def main() -> int:
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"stem/decoder pairs (default {DEFAULT_CONFIGS})")
     p.add_argument("--tiny-per-class", type=int, default=100,
                    help="train on a copy (under OUT) of the first N training images of each class (0: all)")
+    p.add_argument("--tiny-classes", default="",
+                   help="I:J: only the classes at lines I to J-1 of wnids.txt, in a copy under OUT (default all)")
     p.add_argument("--epochs-embedded", type=int, default=3)
     p.add_argument("--epochs-tiny", type=int, default=3)
     p.add_argument("--images", type=int, default=64, help="validation images of the faithfulness measures")
@@ -155,8 +169,11 @@ def main() -> int:
     a = p.parse_args()
     if "embedded" in a.datasets and not (a.embedded / "wnids.txt").exists():
         _stage(["synth", "--out", str(a.embedded)])
-    if "tiny" in a.datasets and a.tiny_per_class:
-        a.tiny = tiny_subset(a.tiny, a.out / f"tiny-{a.tiny_per_class}", a.tiny_per_class)
+    if "tiny" in a.datasets and (a.tiny_per_class or a.tiny_classes):
+        first, _, last = a.tiny_classes.partition(":")
+        picked = slice(int(first) if first else None, int(last) if last else None)
+        name = f"tiny-{a.tiny_per_class or 'all'}" + (f"-classes{first}-{last}" if a.tiny_classes else "")
+        a.tiny = tiny_subset(a.tiny, a.out / name, a.tiny_per_class, picked)
     rows = []
     for name in a.datasets.split(","):
         data, epochs = (a.embedded, a.epochs_embedded) if name == "embedded" else (a.tiny, a.epochs_tiny)
