@@ -421,7 +421,7 @@ BAD_FLAGS = [
     (["train", "--data", "X", "--dropout", "1"], "--dropout must be >= 0 and < 1, got 1"),
     (["train", "--data", "X", "--cutmix", "1.5"], "--cutmix must be >= 0 and <= 1, got 1.5"),
     (["train", "--data", "X", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    (["train", "--data", "X", "--recipe", "x"], "--recipe: invalid choice: 'x' (choose from 'demo', 'author')"),
+    (["train", "--data", "X", "--recipe", "x"], "--recipe: invalid choice: 'x' (choose from 'demo', 'photo', 'author')"),
     (["train", "--data", "X", "--model", "resnet50"],
      "--model must be edvis-resnet18, cam-resnet18 or torchvision:NAME, got 'resnet50'"),
     (["train", "--data", "X", "--image-size", "16"], "--image-size must be >= 32 and <= 1024, got 16"),

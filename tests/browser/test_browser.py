@@ -144,7 +144,10 @@ def test_docs_search_finds_a_flag(driver: Any, roots: dict[str, str]) -> None:
     deadline = time.monotonic() + harness.PAGE_TIMEOUT
     found: list[str] = []
     while not found and time.monotonic() < deadline:
-        found = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")]
+        # read in one script: the result list is rebuilt as the index answers, so element handles go stale
+        found = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.md-search-result__item a')).map(a => a.href)"
+        )
         time.sleep(0.1)
     assert any("/docs/training.html" in href for href in found), found
 
