@@ -151,9 +151,12 @@ def _describe(cfg: TrainConfig, mc: ModelConfig, rt: Runtime, device: torch.devi
 
 def _status(epoch: int, epochs: int, batch: int, batches: int, sums: Tensor, t0: float, processes: int) -> str:
     seen, loss_sum, right, _ = sums.tolist()  # this process's images, loss sum and top-1 hits
-    rate = seen * processes / (time.monotonic() - t0)
+    took = time.monotonic() - t0
+    rate = seen * processes / took
+    # The batches left in this epoch and the later ones, at this epoch's pace (validation not counted).
+    left = (batches - batch + (epochs - epoch) * batches) * took / batch
     return (f"epoch {epoch}/{epochs}  batch {batch}/{batches}  loss {loss_sum / seen:.3f}  "
-            f"top-1 {right / seen:.3f}  {rate:.0f} img/s")
+            f"top-1 {right / seen:.3f}  {rate:.0f} img/s, {left:.0f}s left")
 
 
 @dataclass

@@ -169,3 +169,14 @@ def test_a_metrics_row_lost_after_the_last_checkpoint_is_written_back(tiny_data,
     assert [r["epoch"] for r in run.read_metrics()] == [1]
     assert train(tmp_path / "r", tiny_data, {}, cfg, CPU) == rows
     assert run.read_metrics() == rows  # epoch 2's row is back, value for value
+
+
+def test_the_batch_line_gives_the_rate_and_the_time_left(monkeypatch):
+    from edvis.train import loop
+
+    # Epoch 2 of 3, 5 of its 10 batches done in 10 s (40 images, 2 processes): 2 s a batch, and
+    # 5 batches of this epoch plus 10 of the last one left, 30 s; 2 × 40 images in 10 s, 8 img/s.
+    monkeypatch.setattr(loop.time, "monotonic", lambda: 110.0)
+    sums = torch.tensor([40.0, 40 * 0.5, 30.0, 38.0], dtype=torch.float64)
+    line = loop._status(2, 3, 5, 10, sums, 100.0, 2)
+    assert line == "epoch 2/3  batch 5/10  loss 0.500  top-1 0.750  8 img/s, 30s left"
