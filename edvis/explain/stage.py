@@ -40,7 +40,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,7 @@ EXPLAIN_FORMAT = 1  # version of what an explanation unit holds; units of anothe
 SCORECAM_IMAGES = 64  # Score-CAM's default subset
 SCORECAM_BATCH = 4  # Score-CAM: images at a time (each makes one masked copy per channel)
 DEFAULT_BATCH = {"cpu": 64, "cuda": 256}
+PROGRESS_S = 30.0  # seconds between progress lines within a unit
 
 
 @dataclass
@@ -115,18 +118,33 @@ def explain_run(run_dir: str | Path, method: str, layer: str | None = None, imag
              f"on {device}, batch {batch}")
     done: list[Unit] = []
     start = time.monotonic()
+    shown = [start]
+    k = len(plan.index)
+
+    def within(unit: Unit, images: int) -> None:
+        """A line within a unit every PROGRESS_S (Score-CAM's units take minutes at 224 px)."""
+        now = time.monotonic()
+        if now - shown[0] < PROGRESS_S or images == k:
+            return
+        shown[0] = now
+        rate = (len(done) * k + images) / (now - start)
+        left = ((len(plan.todo) - len(done)) * k - images) / rate
+        log.info(f"explain: {method} {unit.key} ({len(done) + 1}/{len(plan.todo)}) {images}/{k} images, "
+                 f"{rate:.1f} img/s, {left:.0f}s left")
+
     for epoch in sorted({u.epoch for u in plan.todo}):
         model, sha = load_model(plan.run, epoch, device)
         explainer = Explainer(model.model, plan.model_name, method, plan.layer, batch_size=batch)
         try:
             for unit in [u for u in plan.todo if u.epoch == epoch]:
                 x = clean if unit.perturbation == "clean" else apply(unit.perturbation, clean, keys)
-                arrays = explain_images(explainer, model, x, labels, batch, device)
+                arrays = explain_images(explainer, model, x, labels, batch, device, partial(within, unit))
                 _write(plan, unit, arrays, sha)
                 done.append(unit)
                 rate = len(done) * len(plan.index) / (time.monotonic() - start)
                 left = (len(plan.todo) - len(done)) * len(plan.index) / rate
                 log.info(f"explain: {method} {unit.key} ({len(done)}/{len(plan.todo)}) {rate:.1f} img/s, {left:.0f}s left")
+                shown[0] = time.monotonic()
         finally:
             explainer.close()
     return done
@@ -234,8 +252,9 @@ def image_batch(method: str, batch: int) -> int:
 
 
 def explain_images(explainer: Explainer, wrapped: Uint8Input, images: np.ndarray, labels: np.ndarray, batch: int,
-                   device: torch.device) -> dict[str, np.ndarray]:
-    """A unit's arrays (but ``index``) for uint8 ``images`` (K, H, W, 3) of classes ``labels`` (K,)."""
+                   device: torch.device, on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """A unit's arrays (but ``index``) for uint8 ``images`` (K, H, W, 3) of classes ``labels`` (K,);
+    ``on_batch`` is told the images explained so far after each batch."""
     step = image_batch(explainer.method, batch)
     inputs = [wrapped.normalise(torch.from_numpy(images[i : i + step]).to(device)) for i in range(0, len(images), step)]
     logits = np.concatenate([explainer.logits(x).cpu().numpy() for x in inputs])
@@ -252,6 +271,8 @@ def explain_images(explainer: Explainer, wrapped: Uint8Input, images: np.ndarray
             mp[other] = explainer.maps(x[torch.as_tensor(other, device=x.device)], pred[rows][other])
         true_maps.append(mt)
         pred_maps.append(mp)
+        if on_batch is not None:
+            on_batch(rows.start + len(x))
     out["map_true"] = np.concatenate(true_maps).astype(np.float16)
     out["map_pred"] = np.concatenate(pred_maps).astype(np.float16)
     return out

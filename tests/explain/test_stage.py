@@ -170,3 +170,17 @@ def test_settings_and_epochs_limit_what_is_explained(explained, tmp_path):
     assert main(["explain", "--run", str(fresh), "--method", "eigencam", "--settings", "clean", "gray",
                  "--epochs", "last", "--device", "cpu"]) == 0
     assert RenderStore(fresh / "explain" / "eigencam").units() == [Unit("clean", 1), Unit("gray", 1)]
+
+
+def test_a_long_unit_reports_its_images_as_it_goes(rendered_run, tmp_path, said, monkeypatch):
+    """Within a unit a line after each batch once PROGRESS_S has passed (0 here): 9 validation
+    images in batches of 2 give 2, 4, 6 and 8 of 9; the ninth is the unit's own line."""
+    from edvis.explain import stage
+
+    monkeypatch.setattr(stage, "PROGRESS_S", 0.0)
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    explain_run(run, "gradcam", batch_size=2, settings=["clean"])
+    within = [line for line in said if "images," in line]
+    assert [line.split(") ")[1].split(" images")[0] for line in within] == ["2/9", "4/9", "6/9", "8/9"]
+    assert all(line.startswith("explain: gradcam clean/epoch_001 (1/1) ") and "s left" in line for line in within)
