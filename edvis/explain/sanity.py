@@ -135,7 +135,7 @@ def sanity_run(run_dir: str | Path, methods: Sequence[str] = METHODS, layer: str
     x = wrapped.normalise(torch.from_numpy(clean).to(device))
     maps = np.zeros((len(methods) + 1, len(meta["steps"]), len(index), size, size), np.float16)
     others = np.zeros((len(methods) + 1, len(index), size, size), np.float16)
-    start = time.monotonic()
+    start = last = time.monotonic()
     for t, step in enumerate(meta["steps"]):
         if t:
             randomise(wrapped.model.get_submodule(dict(steps)[step]), seed * 1000 + t)
@@ -143,7 +143,12 @@ def sanity_run(run_dir: str | Path, methods: Sequence[str] = METHODS, layer: str
             maps[m, t] = _maps(wrapped.model, model_name, method, layer_name, x, labels, size, batch_size or 64)
             if t == 0:
                 others[m] = _maps(wrapped.model, model_name, method, layer_name, x, other, size, batch_size or 64)
-        log.info(f"explain: sanity step {t}/{len(meta['steps']) - 1} ({step}) done, {time.monotonic() - start:.0f}s")
+        now = time.monotonic()
+        # Step 0 computes every map twice (the true class and another), each later step once.
+        left = (len(meta["steps"]) - 1 - t) * (now - last) / (2 if t == 0 else 1)
+        last = now
+        log.info(f"explain: sanity step {t}/{len(meta['steps']) - 1} ({step}) done, {now - start:.0f}s, "
+                 f"{left:.0f}s left")
     arrays = {"index": index, "labels": labels, "other_class": other, "maps": maps, "other_class_maps": others}
     write_sanity(sanity_path(run), arrays, meta)
     log.info(f"explain: sanity checks of epoch {epochs[-1]}: {len(methods) + 1} maps × {len(meta['steps'])} steps × "

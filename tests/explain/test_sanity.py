@@ -74,3 +74,28 @@ def test_randomise_redraws_the_weights_seeded_and_keeps_the_rest():
     randomise(again, 5)
     assert torch.equal(again.state_dict()[weight], after[weight])
 
+
+
+def test_each_step_says_the_time_left(rendered_run, tmp_path, said, monkeypatch):
+    """A clock that moves 10 s per map: step 0 computes gradcam's and the own map for the true and
+    another class (40 s, so 20 s a later step), and the 8 steps after it take 160 s; step 1 takes
+    20 s, and 7 × 20 s are left."""
+    from types import SimpleNamespace
+
+    from edvis.explain import sanity
+
+    clock = [0.0]
+
+    def maps(model, model_name, method, layer, x, classes, size, batch):
+        clock[0] += 10.0
+        return np.zeros((len(classes), size, size), np.float32)
+
+    monkeypatch.setattr(sanity, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(sanity, "_maps", maps)
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    sanity.sanity_run(run, ["gradcam"], images=4)
+    steps = [line for line in said if line.startswith("explain: sanity step")]
+    assert steps[:2] == ["explain: sanity step 0/8 (original) done, 40s, 160s left",
+                         "explain: sanity step 1/8 (up2) done, 60s, 140s left"]
+    assert steps[-1] == "explain: sanity step 8/8 (conv1) done, 200s, 0s left"
