@@ -6,8 +6,8 @@
 
 The explanation methods (pytorch-grad-cam) and the faithfulness measures run on the clean images
 of a seeded subset (``--measure-images``) at a few epochs (``--measure-epochs``: the first, the
-middle and the last exported by default), plus the sanity checks at the last; ``--methods none``
-leaves them out. Each stage skips what is already up to date, so rebuilding after more training
+middle and the last exported by default), plus the sanity checks of the same methods at the last;
+``--methods none`` leaves them out. Each stage skips what is already up to date, so rebuilding after more training
 redoes only the new epochs.
 """
 
@@ -62,7 +62,7 @@ def main() -> int:
         k = ["--images", str(a.measure_images)]
         methods = ["all"] if a.methods == "all" else a.methods.split(",")
         return [*(["explain", "--run", run, "--method", m, "--settings", "clean", "--epochs", epochs, *k] for m in methods),
-                ["explain", "--run", run, "--sanity", *(["--method", a.methods] if "," not in a.methods else [])],
+                ["explain", "--run", run, "--sanity", "--method", a.methods],
                 ["faithfulness", "--run", run, "--epochs", epochs, *k]]
 
     return run_guarded(build)

@@ -18,9 +18,14 @@ def cmd_explain(a: argparse.Namespace) -> None:
 
     if a.method is None and not a.sanity:
         raise UsageError("--method is required (a method, or all), unless --sanity is given")
-    if a.method not in (*METHODS, "all", None):
-        raise UsageError(f"--method must be one of {', '.join(METHODS)} or all, got {a.method!r}")
-    methods = list(METHODS) if a.method in ("all", None) else [a.method]
+    if a.method in ("all", None):
+        methods = list(METHODS)
+    else:
+        methods = list(dict.fromkeys(a.method.split(",")))
+        for m in methods:
+            if m not in METHODS:
+                raise UsageError(f"--method must be one of {', '.join(METHODS)}, a comma list of them, or all, "
+                                 f"got {m!r}")
     device = pick_device(a.device)
     if a.sanity:
         with writer_lock(a.run, "explain.sanity"):
@@ -50,8 +55,8 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
                        "RUN/render; units already computed from the same checkpoint are skipped. Details: docs/explain.md.")
     x.add_argument("--run", type=Path, default=Path(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
     x.add_argument("--method", metavar="NAME",
-                   help="gradcam, gradcam++, xgradcam, layercam, eigencam, scorecam, or all for the six (required "
-                   "without --sanity; with it, default all)")
+                   help="gradcam, gradcam++, xgradcam, layercam, eigencam, scorecam, a comma list of them, or all "
+                   "for the six (required without --sanity; with it, default all)")
     x.add_argument("--sanity", action="store_true",
                    help="instead, write RUN/explain/sanity.npz: at the final checkpoint, the maps of a cascading "
                    "randomisation of the layers (last first) and of a random other class, for --images images (default 8)")

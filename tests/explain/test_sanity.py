@@ -99,3 +99,16 @@ def test_each_step_says_the_time_left(rendered_run, tmp_path, said, monkeypatch)
     assert steps[:2] == ["explain: sanity step 0/8 (original) done, 40s, 160s left",
                          "explain: sanity step 1/8 (up2) done, 60s, 140s left"]
     assert steps[-1] == "explain: sanity step 8/8 (conv1) done, 200s, 0s left"
+
+
+def test_a_comma_list_of_methods_is_what_the_sanity_checks_compute(rendered_run, tmp_path):
+    """`build.py --methods gradcam,eigencam` passes its list on: the sanity file holds those two
+    and the own map, not the six (Score-CAM alone takes minutes a step at 224 px)."""
+    run = tmp_path / "run"
+    shutil.copytree(rendered_run, run)
+    argv = ["explain", "--run", str(run), "--sanity", "--method", "eigencam,gradcam,eigencam", "--images", "2"]
+    assert main(argv) == 0
+    data, _ = digest.read_verified(sanity_path(Run(run)), "sanity file", "")
+    with np.load(io.BytesIO(data)) as z:
+        assert json.loads(str(z["meta"]))["methods"] == ["eigencam", "gradcam", OWN]
+        assert z["maps"].shape[:2] == (3, 9)

@@ -92,6 +92,8 @@ def test_scorecam_defaults_to_the_seeded_subset(explained, tmp_path):
 
 @pytest.mark.parametrize("argv,flag", [(["--method", "gradcam", "--layer", "nope"], "--layer"),
                                        (["--method", "nope"], "--method"),
+                                       (["--method", "gradcam,nope"], "got 'nope'"),
+                                       (["--sanity", "--method", "eigencam,"], "got ''"),
                                        (["--method", "gradcam", "--images", "0"], "--images"),
                                        (["--method", "gradcam", "--epochs", "5"], "--epochs"),
                                        (["--method", "gradcam", "--epochs", "1,z"], "--epochs"),
