@@ -82,7 +82,7 @@ def test_each_step_says_the_time_left(rendered_run, tmp_path, said, monkeypatch)
     20 s, and 7 × 20 s are left."""
     from types import SimpleNamespace
 
-    from edvis.explain import sanity
+    from edvis.explain import sanity_run
 
     clock = [0.0]
 
@@ -90,11 +90,11 @@ def test_each_step_says_the_time_left(rendered_run, tmp_path, said, monkeypatch)
         clock[0] += 10.0
         return np.zeros((len(classes), size, size), np.float32)
 
-    monkeypatch.setattr(sanity, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(sanity, "_maps", maps)
+    monkeypatch.setattr("edvis.explain.sanity.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr("edvis.explain.sanity._maps", maps)
     run = tmp_path / "run"
     shutil.copytree(rendered_run, run)
-    sanity.sanity_run(run, ["gradcam"], images=4)
+    sanity_run(run, ["gradcam"], images=4)
     steps = [line for line in said if line.startswith("explain: sanity step")]
     assert steps[:2] == ["explain: sanity step 0/8 (original) done, 40s, 160s left",
                          "explain: sanity step 1/8 (up2) done, 60s, 140s left"]

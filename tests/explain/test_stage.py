@@ -177,9 +177,7 @@ def test_settings_and_epochs_limit_what_is_explained(explained, tmp_path):
 def test_a_long_unit_reports_its_images_as_it_goes(rendered_run, tmp_path, said, monkeypatch):
     """Within a unit a line after each batch once PROGRESS_S has passed (0 here): 9 validation
     images in batches of 2 give 2, 4, 6 and 8 of 9; the ninth is the unit's own line."""
-    from edvis.explain import stage
-
-    monkeypatch.setattr(stage, "PROGRESS_S", 0.0)
+    monkeypatch.setattr("edvis.explain.stage.PROGRESS_S", 0.0)
     run = tmp_path / "run"
     shutil.copytree(rendered_run, run)
     explain_run(run, "gradcam", batch_size=2, settings=["clean"])
