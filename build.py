@@ -60,8 +60,7 @@ def main() -> int:
         middle = str(exported[(len(exported) - 1) // 2]) if exported else "last"
         epochs = ",".join(dict.fromkeys(middle if e == "middle" else e for e in a.measure_epochs.split(",")))
         k = ["--images", str(a.measure_images)]
-        methods = ["all"] if a.methods == "all" else a.methods.split(",")
-        return [*(["explain", "--run", run, "--method", m, "--settings", "clean", "--epochs", epochs, *k] for m in methods),
+        return [["explain", "--run", run, "--method", a.methods, "--settings", "clean", "--epochs", epochs, *k],
                 ["explain", "--run", run, "--sanity", "--method", a.methods],
                 ["faithfulness", "--run", run, "--epochs", epochs, *k]]
 
