@@ -117,16 +117,16 @@ def explain_run(run_dir: str | Path, method: str, layer: str | None = None, imag
     log.info(f"explain: {method} at layer {plan.layer}: {len(plan.todo)} of {total} unit(s) × {len(plan.index)} images "
              f"on {device}, batch {batch}")
     done: list[Unit] = []
-    start = time.monotonic()
-    shown = [start]
+    start = shown = time.monotonic()
     k = len(plan.index)
 
     def within(unit: Unit, images: int) -> None:
         """A line within a unit every PROGRESS_S (Score-CAM's units take minutes at 224 px)."""
+        nonlocal shown
         now = time.monotonic()
-        if now - shown[0] < PROGRESS_S or images == k:
+        if now - shown < PROGRESS_S or images == k:
             return
-        shown[0] = now
+        shown = now
         rate = (len(done) * k + images) / (now - start)
         left = ((len(plan.todo) - len(done)) * k - images) / rate
         log.info(f"explain: {method} {unit.key} ({len(done) + 1}/{len(plan.todo)}) {images}/{k} images, "
@@ -144,7 +144,7 @@ def explain_run(run_dir: str | Path, method: str, layer: str | None = None, imag
                 rate = len(done) * len(plan.index) / (time.monotonic() - start)
                 left = (len(plan.todo) - len(done)) * len(plan.index) / rate
                 log.info(f"explain: {method} {unit.key} ({len(done)}/{len(plan.todo)}) {rate:.1f} img/s, {left:.0f}s left")
-                shown[0] = time.monotonic()
+                shown = time.monotonic()
         finally:
             explainer.close()
     return done
